@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/clonegate/clonegate/webhook"
+	"github.com/clonegate/clonegate/webhook/rules"
+)
+
+type serveOptions struct {
+	certDir       string
+	host          string
+	port          int
+	probeAddr     string
+	metricsAddr   string
+	enableHTTP2   bool
+	tlsMinVersion string
+	policyFile    string
+	missingSource string
+	shutdownDelay time.Duration
+	logLevel      string
+	logFormat     string
+}
+
+func (o *serveOptions) bind(fs *flag.FlagSet) {
+	fs.StringVar(&o.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding the serving certificate, tls.crt and tls.key; reloaded when they change")
+	fs.StringVar(&o.host, "host", "", "address the webhook server listens on (all when empty)")
+	fs.IntVar(&o.port, "port", 9443, "port the webhook server listens on")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz (0 to disable)")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", "0", "address of the Prometheus /metrics endpoint (0 to disable)")
+	fs.BoolVar(&o.enableHTTP2, "enable-http2", false, "serve webhooks over HTTP/2 as well (off: HTTP/2 rapid-reset and stream attacks)")
+	fs.StringVar(&o.tlsMinVersion, "tls-min-version", "1.3", "minimum TLS version: 1.2 or 1.3")
+	fs.StringVar(&o.policyFile, "policy", "", "policy file (YAML) setting each rule to deny, warn or off; see README")
+	fs.StringVar(&o.missingSource, "missing-source", "", "what to do with a clone whose source does not exist: warn (default) or deny; overrides the policy file")
+	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "on SIGTERM, how long to report not-ready before closing the listener, so endpoints drain")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: info, debug, or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+}
+
+// loadPolicy reads the policy file (if any) and applies flag overrides.
+func (o *serveOptions) loadPolicy() (*rules.Policy, error) {
+	policy := &rules.Policy{}
+	if o.policyFile != "" {
+		var err error
+		if policy, err = rules.LoadPolicy(o.policyFile); err != nil {
+			return nil, err
+		}
+	}
+	switch a := rules.Action(o.missingSource); a {
+	case "":
+	case rules.Warn, rules.Deny:
+		if policy.Rules == nil {
+			policy.Rules = map[rules.Rule]rules.Action{}
+		}
+		policy.Rules[rules.RuleMissingSource] = a
+	default:
+		return nil, fmt.Errorf("--missing-source=%q: must be warn or deny", o.missingSource)
+	}
+	return policy, nil
+}
+
+func (o *serveOptions) tlsOptions() ([]func(*tls.Config), error) {
+	var min uint16
+	switch o.tlsMinVersion {
+	case "1.2":
+		min = tls.VersionTLS12
+	case "1.3":
+		min = tls.VersionTLS13
+	default:
+		return nil, fmt.Errorf("--tls-min-version=%q: must be 1.2 or 1.3", o.tlsMinVersion)
+	}
+	opts := []func(*tls.Config){func(c *tls.Config) { c.MinVersion = min }}
+	if !o.enableHTTP2 {
+		opts = append(opts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+	return opts, nil
+}
+
+func (o *serveOptions) logger() (zap.Opts, error) {
+	var level zapcore.Level
+	switch o.logLevel {
+	case "debug":
+		level = zapcore.DebugLevel
+	case "info":
+		level = zapcore.InfoLevel
+	case "error":
+		level = zapcore.ErrorLevel
+	default:
+		return nil, fmt.Errorf("--log-level=%q: must be info, debug or error", o.logLevel)
+	}
+	if o.logFormat != "text" && o.logFormat != "json" {
+		return nil, fmt.Errorf("--log-format=%q: must be text or json", o.logFormat)
+	}
+	return func(z *zap.Options) {
+		z.Development = o.logFormat == "text"
+		z.Level = level
+	}, nil
+}
+
+func serve(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("clonegate serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o serveOptions
+	o.bind(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := o.run(signalContext()); err != nil {
+		fmt.Fprintf(stderr, "clonegate serve: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// signalContext is cancelled on SIGTERM or SIGINT; a second signal exits at once.
+func signalContext() (ctx context.Context) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-ch
+		cancel()
+		<-ch
+		os.Exit(1)
+	}()
+	return ctx
+}
+
+func (o *serveOptions) run(stop context.Context) error {
+	zapOpts, err := o.logger()
+	if err != nil {
+		return err
+	}
+	ctrl.SetLogger(zap.New(zapOpts, zap.WriteTo(os.Stderr)))
+	log := ctrl.Log.WithName("serve")
+
+	policy, err := o.loadPolicy()
+	if err != nil {
+		return err
+	}
+	tlsOpts, err := o.tlsOptions()
+	if err != nil {
+		return err
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("no cluster to talk to (set KUBECONFIG or run in a cluster): %w", err)
+	}
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, storagev1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			return err
+		}
+	}
+	mgr, err := ctrl.NewManager(cfg, manager.Options{
+		Scheme:                  scheme,
+		Cache:                   webhook.CacheOptions(),
+		WebhookServer:           ctrlwebhook.NewServer(ctrlwebhook.Options{Host: o.host, Port: o.port, CertDir: o.certDir, TLSOpts: tlsOpts}),
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:  o.probeAddr,
+		GracefulShutdownTimeout: ptr(30 * time.Second),
+	})
+	if err != nil {
+		return err
+	}
+	// GetWebhookServer also adds the server to the manager's runnables.
+	server := mgr.GetWebhookServer()
+
+	// Start every informer with the manager, so /readyz waits for them all
+	// and no review pays for starting one.
+	for _, obj := range webhook.CachedObjects {
+		if _, err := mgr.GetCache().GetInformer(stop, obj); err != nil {
+			return fmt.Errorf("informer for %T: %w", obj, err)
+		}
+	}
+
+	m := webhook.NewMetrics(metrics.Registry)
+	lookup := &webhook.SourceLookup{Cache: mgr.GetCache(), Live: mgr.GetAPIReader()}
+	mutating := &admission.Webhook{Handler: m.Instrument("mutate", &webhook.SourceDefaulter{Policy: policy, Metrics: m})}
+	validating := admission.WithValidator[*corev1.PersistentVolumeClaim](scheme, &webhook.CloneValidator{Policy: policy, Facts: lookup, Metrics: m})
+	validating.Handler = m.Instrument("validate", validating.Handler)
+	server.Register(webhook.MutatePath, mutating)
+	server.Register(webhook.ValidatePath, validating)
+
+	var stopping atomic.Bool
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("cache", func(req *http.Request) error {
+		if stopping.Load() {
+			return errors.New("shutting down")
+		}
+		ctx, cancel := context.WithTimeout(req.Context(), 100*time.Millisecond)
+		defer cancel()
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return errors.New("source cache not synced yet")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+
+	// On SIGTERM: report not-ready first, keep serving while endpoints drain,
+	// then stop the manager, which lets in-flight reviews finish.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-stop.Done()
+		stopping.Store(true)
+		log.Info("shutting down: not ready, draining", "delay", o.shutdownDelay)
+		time.Sleep(o.shutdownDelay)
+		cancel()
+	}()
+	log.Info("serving", "version", version, "port", o.port, "certDir", o.certDir)
+	return mgr.Start(ctx)
+}
+
+func ptr[T any](v T) *T { return &v }

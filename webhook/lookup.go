@@ -1,0 +1,181 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/clonegate/clonegate/webhook/rules"
+)
+
+var (
+	snapshotGVK        = schema.GroupVersionKind{Group: rules.SnapshotAPIGroup, Version: "v1", Kind: "VolumeSnapshot"}
+	snapshotContentGVK = schema.GroupVersionKind{Group: rules.SnapshotAPIGroup, Version: "v1", Kind: "VolumeSnapshotContent"}
+	populatorListGVK   = schema.GroupVersionKind{Group: "populator.storage.k8s.io", Version: "v1beta1", Kind: "VolumePopulatorList"}
+)
+
+// defaultClassAnnotation marks the cluster's default StorageClass.
+const defaultClassAnnotation = "storageclass.kubernetes.io/is-default-class"
+
+// SourceLookup finds a claim's source in the informer cache, and reads the
+// apiserver directly when the cache misses, so that a source created a moment
+// ago (in the same kubectl apply) is not reported missing.
+type SourceLookup struct {
+	Cache client.Reader // informer-backed: claims, volumes, storage classes
+	Live  client.Reader // the apiserver itself: cache misses and snapshots
+}
+
+// Facts gathers the objects the rules read for a claim in namespace.
+func (l *SourceLookup) Facts(ctx context.Context, namespace string, spec *corev1.PersistentVolumeClaimSpec) (rules.Facts, error) {
+	facts := rules.Facts{Complete: true}
+	src, ok := rules.SourceOf(namespace, spec)
+	if !ok {
+		return facts, nil
+	}
+	var err error
+	switch {
+	case src.IsClone():
+		if facts.SourceClaim, err = l.claim(ctx, src.Namespace, src.Name); err != nil || facts.SourceClaim == nil {
+			return facts, err
+		}
+		if name := facts.SourceClaim.Spec.VolumeName; name != "" {
+			if facts.SourceVolume, err = getOrNil(ctx, l.Cache, client.ObjectKey{Name: name}, &corev1.PersistentVolume{}); err != nil {
+				return facts, err
+			}
+		}
+	case src.IsSnapshot():
+		if facts.Snapshot, facts.SnapshotsServed, err = l.snapshot(ctx, src.Namespace, src.Name); err != nil || facts.Snapshot == nil {
+			return facts, err
+		}
+	default:
+		if facts.PopulatorKnown, err = l.populatorKnown(ctx, src); err != nil {
+			return facts, err
+		}
+		return facts, nil
+	}
+	facts.Class, err = l.class(ctx, spec.StorageClassName)
+	return facts, err
+}
+
+func (l *SourceLookup) claim(ctx context.Context, namespace, name string) (*corev1.PersistentVolumeClaim, error) {
+	key := client.ObjectKey{Namespace: namespace, Name: name}
+	claim, err := getOrNil(ctx, l.Cache, key, &corev1.PersistentVolumeClaim{})
+	if claim != nil || err != nil {
+		return claim, err
+	}
+	return getOrNil(ctx, l.Live, key, &corev1.PersistentVolumeClaim{})
+}
+
+// class returns the named StorageClass, or the cluster default when the claim
+// names none. An explicit "" means no class at all.
+func (l *SourceLookup) class(ctx context.Context, name *string) (*storagev1.StorageClass, error) {
+	if name != nil {
+		if *name == "" {
+			return nil, nil
+		}
+		return getOrNil(ctx, l.Cache, client.ObjectKey{Name: *name}, &storagev1.StorageClass{})
+	}
+	var classes storagev1.StorageClassList
+	if err := l.Cache.List(ctx, &classes); err != nil {
+		return nil, err
+	}
+	// As the DefaultStorageClass admission plugin does: the newest default wins.
+	var def *storagev1.StorageClass
+	for i := range classes.Items {
+		c := &classes.Items[i]
+		if c.Annotations[defaultClassAnnotation] != "true" {
+			continue
+		}
+		if def == nil || c.CreationTimestamp.After(def.CreationTimestamp.Time) {
+			def = c
+		}
+	}
+	return def, nil
+}
+
+// snapshot reads a VolumeSnapshot and the driver of its content. served is
+// false when the cluster has no snapshot API.
+func (l *SourceLookup) snapshot(ctx context.Context, namespace, name string) (snap *rules.Snapshot, served bool, err error) {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(snapshotGVK)
+	err = l.Live.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, u)
+	switch {
+	case meta.IsNoMatchError(err):
+		return nil, false, nil
+	case apierrors.IsNotFound(err):
+		return nil, true, nil
+	case err != nil:
+		return nil, true, err
+	}
+	snap = &rules.Snapshot{Deleting: u.GetDeletionTimestamp() != nil}
+	snap.ReadyToUse, _, _ = unstructured.NestedBool(u.Object, "status", "readyToUse")
+	if s, ok, _ := unstructured.NestedFieldNoCopy(u.Object, "status", "restoreSize"); ok {
+		q, perr := quantityOf(s)
+		if perr != nil {
+			return nil, true, fmt.Errorf("VolumeSnapshot %s/%s has status.restoreSize %v: %w", namespace, name, s, perr)
+		}
+		snap.RestoreSize = q
+	}
+	if content, _, _ := unstructured.NestedString(u.Object, "status", "boundVolumeSnapshotContentName"); content != "" {
+		c := &unstructured.Unstructured{}
+		c.SetGroupVersionKind(snapshotContentGVK)
+		if err := l.Live.Get(ctx, client.ObjectKey{Name: content}, c); err != nil && !apierrors.IsNotFound(err) {
+			return nil, true, err
+		}
+		snap.Driver, _, _ = unstructured.NestedString(c.Object, "spec", "driver")
+	}
+	return snap, true, nil
+}
+
+// populatorKnown reports whether a VolumePopulator registers src's kind; nil
+// when the cluster has no VolumePopulator API to ask.
+func (l *SourceLookup) populatorKnown(ctx context.Context, src rules.Source) (*bool, error) {
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(populatorListGVK)
+	if err := l.Live.List(ctx, list); meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	known := false
+	for _, p := range list.Items {
+		group, _, _ := unstructured.NestedString(p.Object, "sourceKind", "group")
+		kind, _, _ := unstructured.NestedString(p.Object, "sourceKind", "kind")
+		if group == src.APIGroup && kind == src.Kind {
+			known = true
+		}
+	}
+	return &known, nil
+}
+
+func quantityOf(v any) (*resource.Quantity, error) {
+	switch v := v.(type) {
+	case string:
+		q, err := resource.ParseQuantity(v)
+		return &q, err
+	case int64:
+		return resource.NewQuantity(v, resource.BinarySI), nil
+	case float64:
+		return resource.NewQuantity(int64(v), resource.BinarySI), nil
+	}
+	return nil, fmt.Errorf("not a quantity")
+}
+
+// getOrNil gets an object, returning nil (not an error) when it does not exist.
+func getOrNil[T client.Object](ctx context.Context, r client.Reader, key client.ObjectKey, obj T) (T, error) {
+	var zero T
+	if err := r.Get(ctx, key, obj); apierrors.IsNotFound(err) {
+		return zero, nil
+	} else if err != nil {
+		return zero, err
+	}
+	return obj, nil
+}

@@ -1,0 +1,128 @@
+// Package webhook serves clonegate's admission webhooks for
+// PersistentVolumeClaims. The handlers only decode, look up and respond;
+// every decision is made by package rules.
+package webhook
+
+import (
+	"context"
+	"net/http"
+
+	"gomodules.xyz/jsonpatch/v2"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/clonegate/clonegate/webhook/rules"
+)
+
+// Paths the webhooks are served on (kubebuilder's naming).
+const (
+	MutatePath   = "/mutate--v1-persistentvolumeclaim"
+	ValidatePath = "/validate--v1-persistentvolumeclaim"
+)
+
+var (
+	claimKind     = schema.GroupKind{Kind: "PersistentVolumeClaim"}
+	claimResource = schema.GroupResource{Resource: "persistentvolumeclaims"}
+)
+
+// SourceDefaulter is the mutating webhook. It is a plain admission.Handler
+// rather than an admission.Defaulter because it must return warnings with its
+// patch, and Defaulter cannot.
+type SourceDefaulter struct {
+	Policy  *rules.Policy
+	Metrics *Metrics
+}
+
+// Handle defaults data source apiGroups and denies cross-namespace sources.
+func (d *SourceDefaulter) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if req.Operation != admissionv1.Create {
+		return admission.Allowed("") // data sources are immutable: only CREATE is judged
+	}
+	claim, err := decodeClaim(req)
+	if err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	before := sourceGroups(&claim.Spec)
+	mutation := rules.MutateSource(claim.Namespace, &claim.Spec, d.Policy.Groups())
+	verdict := d.Policy.Judge(claim.Namespace, mutation.Findings)
+	d.Metrics.observe(ctx, "mutate", verdict)
+	warnings := append(mutation.Warnings, verdict.Warnings...)
+	if len(verdict.Denials) > 0 {
+		return deny(claim, verdict.Denials).WithWarnings(warnings...)
+	}
+	if !mutation.Changed {
+		return admission.Allowed("").WithWarnings(warnings...)
+	}
+	return admission.Patched("", groupPatches(before, sourceGroups(&claim.Spec))...).WithWarnings(warnings...)
+}
+
+// sourceGroups returns the apiGroup of dataSource and of dataSourceRef.
+func sourceGroups(spec *corev1.PersistentVolumeClaimSpec) [2]*string {
+	var g [2]*string
+	if spec.DataSource != nil {
+		g[0] = spec.DataSource.APIGroup
+	}
+	if spec.DataSourceRef != nil {
+		g[1] = spec.DataSourceRef.APIGroup
+	}
+	return g
+}
+
+// groupPatches patches only the apiGroups that defaulting changed. A patch
+// computed from re-marshalling the whole claim would also touch fields the
+// typed round trip adds (status: {}), which the user never asked for.
+func groupPatches(before, after [2]*string) []jsonpatch.JsonPatchOperation {
+	paths := [2]string{"/spec/dataSource/apiGroup", "/spec/dataSourceRef/apiGroup"}
+	var ops []jsonpatch.JsonPatchOperation
+	for i := range after {
+		if after[i] != nil && before[i] != after[i] {
+			// "add" sets the member whether or not it exists (RFC 6902 4.1).
+			ops = append(ops, jsonpatch.JsonPatchOperation{Operation: "add", Path: paths[i], Value: *after[i]})
+		}
+	}
+	return ops
+}
+
+// decodeClaim decodes the request's object once, refusing anything that is
+// not a PersistentVolumeClaim, and fills in the namespace from the request
+// when the object leaves it out.
+func decodeClaim(req admission.Request) (*corev1.PersistentVolumeClaim, error) {
+	if req.Kind.Kind != "" && (req.Kind.Group != "" || req.Kind.Kind != claimKind.Kind) {
+		return nil, field.Invalid(field.NewPath("request", "kind"), req.Kind.String(), "clonegate only reviews v1 PersistentVolumeClaims")
+	}
+	claim := &corev1.PersistentVolumeClaim{}
+	if err := decoder.DecodeRaw(req.Object, claim); err != nil {
+		return nil, err
+	}
+	if claim.Kind != "" && claim.Kind != claimKind.Kind {
+		return nil, field.Invalid(field.NewPath("request", "object", "kind"), claim.Kind, "clonegate only reviews v1 PersistentVolumeClaims")
+	}
+	if claim.Namespace == "" {
+		claim.Namespace = req.Namespace
+	}
+	return claim, nil
+}
+
+// denial is the error of a denial: Forbidden, as in-tree admission plugins
+// answer, with every field error in the message and as a cause. (kubectl
+// prints an Invalid status as its causes only, hiding which webhook denied.)
+func denial(claim *corev1.PersistentVolumeClaim, errs field.ErrorList) *apierrors.StatusError {
+	err := apierrors.NewForbidden(claimResource, claim.Name, errs.ToAggregate())
+	causes := make([]metav1.StatusCause, 0, len(errs))
+	for _, e := range errs {
+		causes = append(causes, metav1.StatusCause{Type: metav1.CauseType(e.Type), Message: e.ErrorBody(), Field: e.Field})
+	}
+	err.ErrStatus.Details.Causes = causes
+	return err
+}
+
+func deny(claim *corev1.PersistentVolumeClaim, errs field.ErrorList) admission.Response {
+	status := denial(claim, errs).Status()
+	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &status}}
+}

@@ -1,0 +1,77 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/clonegate/clonegate/webhook/rules"
+)
+
+var (
+	scheme  = newScheme()
+	decoder = admission.NewDecoder(scheme)
+)
+
+func newScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := corev1.AddToScheme(s); err != nil {
+		panic(err) // only a programming error can get here
+	}
+	return s
+}
+
+// FactFinder gathers what the rules need to know about a claim's source.
+type FactFinder interface {
+	Facts(ctx context.Context, namespace string, spec *corev1.PersistentVolumeClaimSpec) (rules.Facts, error)
+}
+
+// CloneValidator is the validating webhook: it judges a new claim against its
+// source. It never blocks UPDATE or DELETE: a claim whose source is gone must
+// still be labelled, resized and released from its finalizers.
+type CloneValidator struct {
+	Policy  *rules.Policy
+	Facts   FactFinder
+	Metrics *Metrics
+}
+
+var _ admission.Validator[*corev1.PersistentVolumeClaim] = &CloneValidator{}
+
+// ValidateCreate judges a new claim.
+func (v *CloneValidator) ValidateCreate(ctx context.Context, claim *corev1.PersistentVolumeClaim) (admission.Warnings, error) {
+	if claim.Namespace == "" {
+		if req, err := admission.RequestFromContext(ctx); err == nil {
+			claim.Namespace = req.Namespace
+		}
+	}
+	if v.Policy.Exempt(claim.Namespace) {
+		return nil, nil
+	}
+	if _, ok := rules.SourceOf(claim.Namespace, &claim.Spec); !ok {
+		return nil, nil
+	}
+	facts, err := v.Facts.Facts(ctx, claim.Namespace, &claim.Spec)
+	if err != nil {
+		// Fail closed: a claim we could not judge is not let through.
+		return nil, fmt.Errorf("clonegate could not look up the data source, try again: %w", err)
+	}
+	verdict := v.Policy.Judge(claim.Namespace, rules.ValidateSource(claim.Namespace, &claim.Spec, facts))
+	v.Metrics.observe(ctx, "validate", verdict)
+	if len(verdict.Denials) > 0 {
+		return verdict.Warnings, denial(claim, verdict.Denials)
+	}
+	return verdict.Warnings, nil
+}
+
+// ValidateUpdate allows every update: a source is fixed at creation.
+func (v *CloneValidator) ValidateUpdate(context.Context, *corev1.PersistentVolumeClaim, *corev1.PersistentVolumeClaim) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// ValidateDelete allows every delete.
+func (v *CloneValidator) ValidateDelete(context.Context, *corev1.PersistentVolumeClaim) (admission.Warnings, error) {
+	return nil, nil
+}
