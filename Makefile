@@ -1,5 +1,7 @@
 # clonegate — `make help` lists the targets.
 
+.DEFAULT_GOAL := help
+
 K8S_VERSION  ?= v1.37.2
 ETCD_VERSION ?= v3.6.8
 BIN          := $(CURDIR)/bin
@@ -41,3 +43,16 @@ build: ## Build bin/clonegate.
 .PHONY: run
 run: tools build ## Start a local control plane with clonegate, apply config/samples/, stay up until Ctrl-C.
 	go run ./hack/run --clonegate bin/clonegate
+
+.PHONY: test
+test: tools ## Unit tests, then end-to-end tests against the real kube-apiserver and kubectl.
+	go test -count=1 ./...
+
+.PHONY: lint
+lint: ## gofmt and go vet.
+	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt: files above need formatting" && exit 1)
+	go vet ./...
+
+.PHONY: help
+help: ## List the targets.
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
