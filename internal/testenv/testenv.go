@@ -31,6 +31,7 @@ type Options struct {
 	Root         string   // repository root (holds config/ and bin/)
 	FeatureGates string   // kube-apiserver --feature-gates, e.g. CrossNamespaceVolumeDataSource=true
 	WebhookPaths []string // registrations to install; config/webhook when empty
+	CRDPaths     []string // CustomResourceDefinitions to install (snapshot CRDs, say)
 	Dir          string   // where to write the kubeconfig; a temp dir when empty
 }
 
@@ -53,6 +54,7 @@ func Start(o Options) (*Cluster, error) {
 	}
 	env := &envtest.Environment{
 		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: o.WebhookPaths, LocalServingHost: "127.0.0.1"},
+		CRDInstallOptions:     envtest.CRDInstallOptions{Paths: o.CRDPaths, ErrorIfPathMissing: true},
 	}
 	if o.FeatureGates != "" {
 		env.ControlPlane.GetAPIServer().Configure().Append("feature-gates", o.FeatureGates)
