@@ -82,7 +82,7 @@ func validateClone(src Source, spec *corev1.PersistentVolumeClaimSpec, facts Fac
 		out = append(out, finding(RuleSourceNotBound, src.Path.Child("name"), src.Name, fmt.Sprintf(
 			"source PersistentVolumeClaim %q is %s, not Bound; the clone stays Pending until the source is bound to a volume", src.Name, phase)))
 	}
-	if f, ok := checkSize(spec, RuleCloneSize, sourceSize(source), fmt.Sprintf("source PersistentVolumeClaim %q", src.Name)); ok {
+	if f, ok := checkSize(spec, RuleCloneSize, sourceSize(source), fmt.Sprintf("the size of source PersistentVolumeClaim %q", src.Name)); ok {
 		out = append(out, f)
 	}
 	out = append(out, checkClasses(src, spec, source, facts)...)
@@ -114,7 +114,7 @@ func validateRestore(src Source, spec *corev1.PersistentVolumeClaimSpec, facts F
 			"VolumeSnapshot %q is not readyToUse yet; the claim stays Pending until it is (kubectl get volumesnapshot %s)", src.Name, src.Name)))
 	}
 	if snap.RestoreSize != nil {
-		if f, ok := checkSize(spec, RuleRestoreSize, snap.RestoreSize, fmt.Sprintf("restoreSize of VolumeSnapshot %q", src.Name)); ok {
+		if f, ok := checkSize(spec, RuleRestoreSize, snap.RestoreSize, fmt.Sprintf("the restoreSize of VolumeSnapshot %q", src.Name)); ok {
 			out = append(out, f)
 		}
 	}
@@ -156,7 +156,7 @@ func checkClasses(src Source, spec *corev1.PersistentVolumeClaimSpec, source *co
 
 func driverMismatch(spec *corev1.PersistentVolumeClaimSpec, class *storagev1.StorageClass, what string) Finding {
 	return finding(RuleDriverMismatch, specPath.Child("storageClassName"), className(spec.StorageClassName), fmt.Sprintf(
-		"%s but StorageClass %q provisions with %q; only the same driver can copy the data: use a StorageClass whose provisioner is the source's driver",
+		"%s, but StorageClass %q provisions with %q; only the same driver can copy the data: use a StorageClass whose provisioner is the source's driver",
 		what, class.Name, class.Provisioner))
 }
 
@@ -168,13 +168,13 @@ func checkSize(spec *corev1.PersistentVolumeClaimSpec, rule Rule, min *resource.
 	req, ok := spec.Resources.Requests[storageRequestKey]
 	if !ok {
 		return finding(rule, storagePath, "", fmt.Sprintf(
-			"a claim filled from a source must request storage; the %s is %s: request %s or more", what, min, min)), true
+			"a claim filled from a source must request storage: request %s or more (%s)", min, what)), true
 	}
 	if req.Cmp(*min) >= 0 {
 		return Finding{}, false
 	}
 	return finding(rule, storagePath, req.String(), fmt.Sprintf(
-		"must be at least %s, the size of %s; request %s or more", min, what, min)), true
+		"must be at least %s, %s; request %s or more", min, what, min)), true
 }
 
 // sourceSize is the larger of what the source asked for and what it got: the

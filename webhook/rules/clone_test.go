@@ -1,0 +1,265 @@
+package rules
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// claim is a spec requesting size (none when empty), in class fast.
+func claim(size string, opts ...func(*corev1.PersistentVolumeClaimSpec)) corev1.PersistentVolumeClaimSpec {
+	spec := corev1.PersistentVolumeClaimSpec{StorageClassName: ptr("fast")}
+	if size != "" {
+		spec.Resources.Requests = corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)}
+	}
+	for _, o := range opts {
+		o(&spec)
+	}
+	return spec
+}
+
+func cloneOf(name string) func(*corev1.PersistentVolumeClaimSpec) {
+	return func(s *corev1.PersistentVolumeClaimSpec) {
+		s.DataSource = &corev1.TypedLocalObjectReference{Kind: KindClaim, Name: name}
+	}
+}
+
+func restoreOf(name string) func(*corev1.PersistentVolumeClaimSpec) {
+	return func(s *corev1.PersistentVolumeClaimSpec) {
+		s.DataSource = &corev1.TypedLocalObjectReference{APIGroup: ptr(SnapshotAPIGroup), Kind: KindSnapshot, Name: name}
+	}
+}
+
+func block(s *corev1.PersistentVolumeClaimSpec) { s.VolumeMode = ptr(corev1.PersistentVolumeBlock) }
+
+// bound is a source claim of request, bound with capacity (Pending when empty).
+func bound(request, capacity string, opts ...func(*corev1.PersistentVolumeClaim)) *corev1.PersistentVolumeClaim {
+	c := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "src", Namespace: "ns"},
+		Spec:       claim(request),
+	}
+	if capacity != "" {
+		c.Spec.VolumeName = "pv-src"
+		c.Status = corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound, Capacity: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(capacity)}}
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+func csiVolume(driver string) *corev1.PersistentVolume {
+	pv := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv-src"}}
+	pv.Spec.CSI = &corev1.CSIPersistentVolumeSource{Driver: driver}
+	return pv
+}
+
+var fast = &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "fast"}, Provisioner: "fast.csi.example.com"}
+
+// cluster is what the webhook knows: a bound 5Gi source of driver fast.
+func cluster(src *corev1.PersistentVolumeClaim) Facts {
+	return Facts{Complete: true, SourceClaim: src, SourceVolume: csiVolume("fast.csi.example.com"), Class: fast, SnapshotsServed: true}
+}
+
+var (
+	sourceName = field.NewPath("spec", "dataSource", "name")
+	storage    = field.NewPath("spec", "resources", "requests", "storage")
+	classPath  = field.NewPath("spec", "storageClassName")
+)
+
+func TestValidateSource(t *testing.T) {
+	ready := &Snapshot{ReadyToUse: true, RestoreSize: ptr(resource.MustParse("5Gi")), Driver: "fast.csi.example.com"}
+	cases := []struct {
+		name  string
+		spec  corev1.PersistentVolumeClaimSpec
+		facts Facts
+		want  []Finding
+	}{{
+		name:  "says nothing of a claim without a source",
+		spec:  claim("1Gi"),
+		facts: Facts{Complete: true},
+	}, {
+		name:  "admits a clone as large as its source",
+		spec:  claim("5Gi", cloneOf("src")),
+		facts: cluster(bound("5Gi", "5Gi")),
+	}, {
+		name:  "admits a clone of the same size in other units",
+		spec:  claim("5120Mi", cloneOf("src")),
+		facts: cluster(bound("5Gi", "5Gi")),
+	}, {
+		name:  "rejects a clone smaller than its source",
+		spec:  claim("1Gi", cloneOf("src")),
+		facts: cluster(bound("5Gi", "5Gi")),
+		want: []Finding{{RuleCloneSize, field.Invalid(storage, "1Gi",
+			`must be at least 5Gi, the size of source PersistentVolumeClaim "src"; request 5Gi or more`)}},
+	}, {
+		name:  "rejects a clone one byte short",
+		spec:  claim("5368709119", cloneOf("src")),
+		facts: cluster(bound("5Gi", "5Gi")),
+		want: []Finding{{RuleCloneSize, field.Invalid(storage, "5368709119",
+			`must be at least 5Gi, the size of source PersistentVolumeClaim "src"; request 5Gi or more`)}},
+	}, {
+		name:  "rejects a clone smaller than an expanded source",
+		spec:  claim("5Gi", cloneOf("src")),
+		facts: cluster(bound("5Gi", "8Gi")),
+		want: []Finding{{RuleCloneSize, field.Invalid(storage, "5Gi",
+			`must be at least 8Gi, the size of source PersistentVolumeClaim "src"; request 8Gi or more`)}},
+	}, {
+		name:  "rejects a clone smaller than the source's request when its volume is smaller",
+		spec:  claim("9G", cloneOf("src")),
+		facts: cluster(bound("10G", "5Gi")),
+		want: []Finding{{RuleCloneSize, field.Invalid(storage, "9G",
+			`must be at least 10G, the size of source PersistentVolumeClaim "src"; request 10G or more`)}},
+	}, {
+		name:  "rejects a clone that requests no storage",
+		spec:  claim("", cloneOf("src")),
+		facts: cluster(bound("5Gi", "5Gi")),
+		want: []Finding{{RuleCloneSize, field.Invalid(storage, "",
+			`a claim filled from a source must request storage: request 5Gi or more (the size of source PersistentVolumeClaim "src")`)}},
+	}, {
+		name:  "reports a missing source when the cluster was asked",
+		spec:  claim("1Gi", cloneOf("src")),
+		facts: Facts{Complete: true, Class: fast},
+		want: []Finding{{RuleMissingSource, field.Invalid(sourceName, "src",
+			`PersistentVolumeClaim "src" does not exist in namespace "ns"; the claim stays Pending until it does: create the source first or fix the name`)}},
+	}, {
+		name:  "says nothing of a source it could not see (offline)",
+		spec:  claim("1Gi", cloneOf("src")),
+		facts: Facts{},
+	}, {
+		name:  "warns of a Pending source, and still checks its size",
+		spec:  claim("1Gi", cloneOf("src")),
+		facts: Facts{Complete: true, SourceClaim: bound("5Gi", ""), Class: fast},
+		want: []Finding{
+			{RuleSourceNotBound, field.Invalid(sourceName, "src", `source PersistentVolumeClaim "src" is Pending, not Bound; the clone stays Pending until the source is bound to a volume`)},
+			{RuleCloneSize, field.Invalid(storage, "1Gi", `must be at least 5Gi, the size of source PersistentVolumeClaim "src"; request 5Gi or more`)},
+		},
+	}, {
+		name: "names a Lost source's phase",
+		spec: claim("5Gi", cloneOf("src")),
+		facts: cluster(bound("5Gi", "5Gi", func(c *corev1.PersistentVolumeClaim) {
+			c.Status.Phase = corev1.ClaimLost
+		})),
+		want: []Finding{{RuleSourceNotBound, field.Invalid(sourceName, "src", `source PersistentVolumeClaim "src" is Lost, not Bound; the clone stays Pending until the source is bound to a volume`)}},
+	}, {
+		name: "rejects a source being deleted",
+		spec: claim("5Gi", cloneOf("src")),
+		facts: cluster(bound("5Gi", "5Gi", func(c *corev1.PersistentVolumeClaim) {
+			c.DeletionTimestamp = &metav1.Time{}
+		})),
+		want: []Finding{{RuleSourceDeleting, field.Invalid(sourceName, "src", `source PersistentVolumeClaim "src" is being deleted and cannot be cloned; clone another claim or restore from a snapshot`)}},
+	}, {
+		name: "rejects a source without storage class",
+		spec: claim("5Gi", cloneOf("src")),
+		facts: cluster(bound("5Gi", "5Gi", func(c *corev1.PersistentVolumeClaim) {
+			c.Spec.StorageClassName = nil
+		})),
+		want: []Finding{{RuleStorageClass, field.Invalid(sourceName, "src", `source PersistentVolumeClaim "src" has no storage class, so no CSI driver can clone it; clone a claim provisioned from a StorageClass`)}},
+	}, {
+		name:  "rejects a clone whose class does not exist",
+		spec:  claim("5Gi", cloneOf("src")),
+		facts: Facts{Complete: true, SourceClaim: bound("5Gi", "5Gi"), SourceVolume: csiVolume("fast.csi.example.com")},
+		want:  []Finding{{RuleStorageClass, field.Invalid(classPath, "fast", `StorageClass "fast" does not exist; set spec.storageClassName to the source's class ("fast")`)}},
+	}, {
+		name: "rejects a clone without class when the cluster has no default",
+		spec: claim("5Gi", cloneOf("src"), func(s *corev1.PersistentVolumeClaimSpec) {
+			s.StorageClassName = nil
+		}),
+		facts: Facts{Complete: true, SourceClaim: bound("5Gi", "5Gi"), SourceVolume: csiVolume("fast.csi.example.com")},
+		want: []Finding{{RuleStorageClass, field.Invalid(classPath, "",
+			`the claim names no storageClassName and the cluster has no default StorageClass; set spec.storageClassName to the source's class ("fast")`)}},
+	}, {
+		name:  "rejects a clone provisioned by another driver, naming both",
+		spec:  claim("5Gi", cloneOf("src")),
+		facts: Facts{Complete: true, SourceClaim: bound("5Gi", "5Gi"), SourceVolume: csiVolume("slow.csi.example.com"), Class: fast},
+		want: []Finding{{RuleDriverMismatch, field.Invalid(classPath, "fast",
+			`source PersistentVolumeClaim "src" is a volume of CSI driver "slow.csi.example.com", but StorageClass "fast" provisions with "fast.csi.example.com"; only the same driver can copy the data: use a StorageClass whose provisioner is the source's driver`)}},
+	}, {
+		name:  "rejects cloning a volume that is not CSI",
+		spec:  claim("5Gi", cloneOf("src")),
+		facts: Facts{Complete: true, SourceClaim: bound("5Gi", "5Gi"), SourceVolume: &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv-src"}}, Class: fast},
+		want: []Finding{{RuleDriverMismatch, field.Invalid(classPath, "fast",
+			`source PersistentVolumeClaim "src" is bound to PersistentVolume "pv-src", which is not a CSI volume, but StorageClass "fast" provisions with "fast.csi.example.com"; only the same driver can copy the data: use a StorageClass whose provisioner is the source's driver`)}},
+	}, {
+		name:  "rejects a Filesystem clone of a Block source",
+		spec:  claim("5Gi", cloneOf("src")),
+		facts: cluster(bound("5Gi", "5Gi", func(c *corev1.PersistentVolumeClaim) { block(&c.Spec) })),
+		want: []Finding{{RuleVolumeMode, field.Invalid(field.NewPath("spec", "volumeMode"), "Filesystem",
+			`source PersistentVolumeClaim "src" has volumeMode Block; a clone must have the same mode: set spec.volumeMode to Block`)}},
+	}, {
+		name:  "admits a Block clone of a Block source",
+		spec:  claim("5Gi", cloneOf("src"), block),
+		facts: cluster(bound("5Gi", "5Gi", func(c *corev1.PersistentVolumeClaim) { block(&c.Spec) })),
+	}, {
+		name:  "admits a restore from a ready snapshot",
+		spec:  claim("5Gi", restoreOf("nightly")),
+		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: ready, Class: fast},
+	}, {
+		name:  "skips restores where the cluster has no snapshot API",
+		spec:  claim("1Gi", restoreOf("nightly")),
+		facts: Facts{Complete: true, Class: fast},
+	}, {
+		name:  "reports a missing snapshot",
+		spec:  claim("1Gi", restoreOf("nightly")),
+		facts: Facts{Complete: true, SnapshotsServed: true, Class: fast},
+		want: []Finding{{RuleMissingSource, field.Invalid(sourceName, "nightly",
+			`VolumeSnapshot "nightly" does not exist in namespace "ns"; the claim stays Pending until it does: create the source first or fix the name`)}},
+	}, {
+		name:  "rejects a restore smaller than the snapshot's restoreSize",
+		spec:  claim("1Gi", restoreOf("nightly")),
+		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: ready, Class: fast},
+		want: []Finding{{RuleRestoreSize, field.Invalid(storage, "1Gi",
+			`must be at least 5Gi, the restoreSize of VolumeSnapshot "nightly"; request 5Gi or more`)}},
+	}, {
+		name:  "warns of a snapshot not ready yet",
+		spec:  claim("5Gi", restoreOf("nightly")),
+		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: &Snapshot{}, Class: fast},
+		want: []Finding{{RuleSnapshotNotReady, field.Invalid(sourceName, "nightly",
+			`VolumeSnapshot "nightly" is not readyToUse yet; the claim stays Pending until it is (kubectl get volumesnapshot nightly)`)}},
+	}, {
+		name:  "rejects a snapshot being deleted",
+		spec:  claim("5Gi", restoreOf("nightly")),
+		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: &Snapshot{Deleting: true, ReadyToUse: true}, Class: fast},
+		want: []Finding{{RuleSourceDeleting, field.Invalid(sourceName, "nightly",
+			`VolumeSnapshot "nightly" is being deleted and cannot be restored; restore from another snapshot`)}},
+	}, {
+		name:  "rejects a restore by another driver",
+		spec:  claim("5Gi", restoreOf("nightly")),
+		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: &Snapshot{ReadyToUse: true, Driver: "slow.csi.example.com"}, Class: fast},
+		want: []Finding{{RuleDriverMismatch, field.Invalid(classPath, "fast",
+			`VolumeSnapshot "nightly" was taken by CSI driver "slow.csi.example.com", but StorageClass "fast" provisions with "fast.csi.example.com"; only the same driver can copy the data: use a StorageClass whose provisioner is the source's driver`)}},
+	}, {
+		name: "warns of a populator kind nothing registers",
+		spec: claim("1Gi", func(s *corev1.PersistentVolumeClaimSpec) {
+			s.DataSourceRef = &corev1.TypedObjectReference{APIGroup: ptr("example.com"), Kind: "Backup", Name: "b"}
+		}),
+		facts: Facts{Complete: true, PopulatorKnown: ptr(false)},
+		want: []Finding{{RuleUnknownPopulator, field.Invalid(field.NewPath("spec", "dataSourceRef", "kind"), "Backup",
+			`no VolumePopulator is registered for Backup.example.com, so nothing will ever fill this volume and the claim stays Pending; install the populator for Backup or fix the kind and apiGroup`)}},
+	}, {
+		name: "says nothing of a registered populator kind",
+		spec: claim("1Gi", func(s *corev1.PersistentVolumeClaimSpec) {
+			s.DataSourceRef = &corev1.TypedObjectReference{APIGroup: ptr("example.com"), Kind: "Backup", Name: "b"}
+		}),
+		facts: Facts{Complete: true, PopulatorKnown: ptr(true)},
+	}, {
+		name: "says nothing of a populator kind where no one can tell",
+		spec: claim("1Gi", func(s *corev1.PersistentVolumeClaimSpec) {
+			s.DataSourceRef = &corev1.TypedObjectReference{APIGroup: ptr("example.com"), Kind: "Backup", Name: "b"}
+		}),
+		facts: Facts{Complete: true},
+	}}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := ValidateSource("ns", &c.spec, c.facts)
+			if diff := cmp.Diff(c.want, got); diff != "" {
+				t.Errorf("findings (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
