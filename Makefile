@@ -48,6 +48,27 @@ run: tools build ## Start a local control plane with clonegate, apply config/sam
 test: tools ## Unit tests, then end-to-end tests against the real kube-apiserver and kubectl.
 	go test -count=1 ./...
 
+# benchstat, pinned; fetched by `go run` from the module proxy when first used.
+BENCHSTAT := go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+BENCH_GO  := go test -run '^$$' -bench . -benchmem -count 6 ./webhook/
+
+.PHONY: bench
+bench: tools build ## Measure clonegate against a null webhook and no webhook (about 3 min); prints a table, writes bench/results.json.
+	go run ./hack/bench --clonegate bin/clonegate --out bench/results.json
+
+.PHONY: bench-go
+bench-go: ## Handler benchmarks (ns/op, B/op, allocs/op) into bench/go.txt.
+	@mkdir -p bench
+	$(BENCH_GO) | tee bench/go.txt
+
+.PHONY: bench-baseline
+bench-baseline: bench-go ## Save bench/go.txt as the baseline bench-compare compares with.
+	cp bench/go.txt bench/go-baseline.txt
+
+.PHONY: bench-compare
+bench-compare: bench-go ## Compare the handler benchmarks with bench/go-baseline.txt using benchstat.
+	$(BENCHSTAT) bench/go-baseline.txt bench/go.txt
+
 .PHONY: lint
 lint: ## gofmt and go vet.
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt: files above need formatting" && exit 1)
