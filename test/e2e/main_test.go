@@ -124,10 +124,15 @@ var nsCounter atomic.Int64
 // namespace creates a fresh namespace for one test.
 func (e *env) namespace(t *testing.T) string {
 	t.Helper()
-	ns := fmt.Sprintf("t%d-%s", nsCounter.Add(1), strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())))
-	if len(ns) > 63 {
-		ns = strings.TrimRight(ns[:63], "-")
-	}
+	// A DNS label: lowercase alphanumerics and '-', at most 63 characters.
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(t.Name()))
+	ns := fmt.Sprintf("t%d-%s", nsCounter.Add(1), name)
+	ns = strings.TrimRight(ns[:min(len(ns), 63)], "-")
 	if r := e.Kubectl("", "create", "namespace", ns); r.Code != 0 {
 		t.Fatalf("create namespace: %s", r.Output())
 	}

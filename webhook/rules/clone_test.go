@@ -263,3 +263,33 @@ func TestValidateSource(t *testing.T) {
 		})
 	}
 }
+
+func TestSourceOfPointsWhereTheUserWrote(t *testing.T) {
+	mirrored := func(group *string, kind string) corev1.PersistentVolumeClaimSpec {
+		return corev1.PersistentVolumeClaimSpec{
+			DataSource:    &corev1.TypedLocalObjectReference{APIGroup: group, Kind: kind, Name: "x"},
+			DataSourceRef: &corev1.TypedObjectReference{APIGroup: group, Kind: kind, Name: "x"},
+		}
+	}
+	cases := []struct {
+		name string
+		spec corev1.PersistentVolumeClaimSpec
+		want string
+	}{
+		{"a mirrored clone points at dataSource", mirrored(nil, KindClaim), "spec.dataSource"},
+		{"a mirrored snapshot points at dataSource", mirrored(ptr(SnapshotAPIGroup), KindSnapshot), "spec.dataSource"},
+		{"a mirrored populator kind points at dataSourceRef", mirrored(ptr("example.com"), "Backup"), "spec.dataSourceRef"},
+		{"dataSourceRef alone", corev1.PersistentVolumeClaimSpec{DataSourceRef: &corev1.TypedObjectReference{Kind: KindClaim, Name: "x", Namespace: ptr("other")}}, "spec.dataSourceRef"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			src, ok := SourceOf("ns", &c.spec)
+			if !ok || src.Path.String() != c.want {
+				t.Errorf("SourceOf path = %v (found %v), want %s", src.Path, ok, c.want)
+			}
+		})
+	}
+	if src, _ := SourceOf("ns", &corev1.PersistentVolumeClaimSpec{DataSourceRef: &corev1.TypedObjectReference{Kind: KindClaim, Name: "x", Namespace: ptr("other")}}); src.Namespace != "other" {
+		t.Errorf("source namespace = %q, want the one dataSourceRef names", src.Namespace)
+	}
+}

@@ -26,8 +26,10 @@ var (
 
 // Source is the object a claim asks to be pre-filled from.
 type Source struct {
-	// Path is the field the user named the source in: spec.dataSource when it
-	// is set (what most people write), spec.dataSourceRef otherwise.
+	// Path is the field the user most likely named the source in. The
+	// apiserver mirrors one field into the other, so after that both are set:
+	// claims and snapshots are usually written in spec.dataSource, populator
+	// kinds in spec.dataSourceRef (the only field they are documented for).
 	Path      *field.Path
 	APIGroup  string
 	Kind      string
@@ -45,7 +47,7 @@ func (s Source) IsSnapshot() bool { return s.Kind == KindSnapshot && s.APIGroup 
 // claim has none.
 func SourceOf(namespace string, spec *corev1.PersistentVolumeClaimSpec) (Source, bool) {
 	switch {
-	case spec.DataSource != nil:
+	case spec.DataSource != nil && (spec.DataSourceRef == nil || spec.DataSource.Kind == KindClaim || spec.DataSource.Kind == KindSnapshot):
 		src := Source{Path: dataSourcePath, Kind: spec.DataSource.Kind, Name: spec.DataSource.Name, Namespace: namespace}
 		if spec.DataSource.APIGroup != nil {
 			src.APIGroup = *spec.DataSource.APIGroup
