@@ -37,6 +37,9 @@ var (
 type SourceDefaulter struct {
 	Policy  *rules.Policy
 	Metrics *Metrics
+	// Grants is asked about cross-namespace sources when the policy allows
+	// them with a ReferenceGrant; nil otherwise.
+	Grants GrantChecker
 }
 
 // Handle defaults data source apiGroups and denies cross-namespace sources.
@@ -50,6 +53,9 @@ func (d *SourceDefaulter) Handle(ctx context.Context, req admission.Request) adm
 	}
 	before := sourceGroups(&claim.Spec)
 	mutation := rules.MutateSource(claim.Namespace, &claim.Spec, d.Policy.Groups())
+	if mutation.Findings, err = d.checkGrants(ctx, req, claim, mutation.Findings); err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
 	verdict := d.Policy.Judge(claim.Namespace, mutation.Findings)
 	d.Metrics.observe(ctx, "mutate", verdict)
 	warnings := append(mutation.Warnings, verdict.Warnings...)
@@ -60,6 +66,32 @@ func (d *SourceDefaulter) Handle(ctx context.Context, req admission.Request) adm
 		return admission.Allowed("").WithWarnings(warnings...)
 	}
 	return admission.Patched("", groupPatches(before, sourceGroups(&claim.Spec))...).WithWarnings(warnings...)
+}
+
+// checkGrants drops the cross-namespace finding when the policy allows the
+// source through a ReferenceGrant and one grants it; otherwise it says why not.
+func (d *SourceDefaulter) checkGrants(ctx context.Context, req admission.Request, claim *corev1.PersistentVolumeClaim, findings []rules.Finding) ([]rules.Finding, error) {
+	if !d.Policy.CrossNamespace.AllowWithReferenceGrant || d.Grants == nil {
+		return findings, nil
+	}
+	out := findings[:0:0]
+	for _, f := range findings {
+		if f.Rule == rules.RuleCrossNamespace {
+			src, _ := rules.SourceOf(claim.Namespace, &claim.Spec)
+			why, err := d.Grants.Granted(ctx, req.UserInfo, claim.Namespace, src)
+			if err != nil {
+				return nil, err
+			}
+			if why == "" {
+				continue
+			}
+			err2 := *f.Err
+			err2.Detail = why + "; grant it with a ReferenceGrant in the source's namespace, or copy the source into the claim's"
+			f.Err = &err2
+		}
+		out = append(out, f)
+	}
+	return out, nil
 }
 
 // sourceGroups returns the apiGroup of dataSource and of dataSourceRef.

@@ -18,12 +18,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // Options shape the control plane.
@@ -46,6 +48,7 @@ type Cluster struct {
 
 // Start brings up etcd and kube-apiserver from KUBEBUILDER_ASSETS.
 func Start(o Options) (*Cluster, error) {
+	log.SetLogger(logr.Discard()) // envtest's own chatter is not what the tests are about
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		return nil, errors.New("KUBEBUILDER_ASSETS is not set: run through make (make test / make run), which builds the control plane into bin/")
 	}

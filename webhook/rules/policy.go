@@ -52,6 +52,18 @@ type Policy struct {
 	// APIGroupDefaults adds kinds (of volume populators) whose apiGroup the
 	// mutating webhook defaults, beside VolumeSnapshot.
 	APIGroupDefaults DefaultAPIGroups `yaml:"apiGroupDefaults"`
+	// CrossNamespace opts in to cross-namespace sources.
+	CrossNamespace CrossNamespacePolicy `yaml:"crossNamespace"`
+}
+
+// CrossNamespacePolicy says when a claim may be filled from another namespace.
+type CrossNamespacePolicy struct {
+	// AllowWithReferenceGrant admits a cross-namespace source when a Gateway
+	// API ReferenceGrant in the source's namespace grants it and the user
+	// creating the claim may get the source. Only useful where the
+	// CrossNamespaceVolumeDataSource feature gate is on: elsewhere the
+	// apiserver drops such a source after admission.
+	AllowWithReferenceGrant bool `yaml:"allowWithReferenceGrant"`
 }
 
 // Action returns what the policy does with rule.

@@ -1,0 +1,99 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/clonegate/clonegate/webhook/rules"
+)
+
+var referenceGrantListGVK = schema.GroupVersionKind{Group: "gateway.networking.k8s.io", Version: "v1beta1", Kind: "ReferenceGrantList"}
+
+// GrantChecker decides whether a cross-namespace source is granted.
+type GrantChecker interface {
+	// Granted returns "" when user may fill a claim in namespace from src,
+	// or why not.
+	Granted(ctx context.Context, user authenticationv1.UserInfo, namespace string, src rules.Source) (why string, err error)
+}
+
+// GrantLookup grants a cross-namespace source when a ReferenceGrant in the
+// source's namespace allows it and the user may get the source themselves:
+// the grant speaks for the source's owners, the review for the user.
+type GrantLookup struct {
+	Live   client.Reader   // ReferenceGrants, read directly: rare and must be fresh
+	Client client.Client   // creates SubjectAccessReviews
+	Mapper meta.RESTMapper // kind → resource for the review
+}
+
+// Granted implements GrantChecker.
+func (g *GrantLookup) Granted(ctx context.Context, user authenticationv1.UserInfo, namespace string, src rules.Source) (string, error) {
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(referenceGrantListGVK)
+	err := g.Live.List(ctx, list, client.InNamespace(src.Namespace))
+	if err != nil && !meta.IsNoMatchError(err) && !apierrors.IsNotFound(err) {
+		return "", fmt.Errorf("listing ReferenceGrants in %q: %w", src.Namespace, err)
+	}
+	if !rules.Granted(referenceGrants(list), namespace, src) {
+		return fmt.Sprintf("no ReferenceGrant in namespace %q grants PersistentVolumeClaims in %q the %s %q", src.Namespace, namespace, src.Kind, src.Name), nil
+	}
+	mapping, err := g.Mapper.RESTMapping(schema.GroupKind{Group: src.APIGroup, Kind: src.Kind})
+	if err != nil {
+		return "", fmt.Errorf("finding the resource of %s: %w", src.Kind, err)
+	}
+	review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User: user.Username, UID: user.UID, Groups: user.Groups, Extra: extra(user.Extra),
+		ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Namespace: src.Namespace, Verb: "get", Group: src.APIGroup, Resource: mapping.Resource.Resource, Name: src.Name,
+		},
+	}}
+	if err := g.Client.Create(ctx, review); err != nil {
+		return "", fmt.Errorf("asking whether %q may get the source: %w", user.Username, err)
+	}
+	if !review.Status.Allowed {
+		return fmt.Sprintf("a ReferenceGrant allows it, but user %q may not get %s %q in namespace %q", user.Username, src.Kind, src.Name, src.Namespace), nil
+	}
+	return "", nil
+}
+
+func referenceGrants(list *unstructured.UnstructuredList) []rules.ReferenceGrant {
+	var out []rules.ReferenceGrant
+	for _, item := range list.Items {
+		var g rules.ReferenceGrant
+		from, _, _ := unstructured.NestedSlice(item.Object, "spec", "from")
+		for _, f := range from {
+			m, _ := f.(map[string]any)
+			g.From = append(g.From, rules.GrantFrom{Group: str(m, "group"), Kind: str(m, "kind"), Namespace: str(m, "namespace")})
+		}
+		to, _, _ := unstructured.NestedSlice(item.Object, "spec", "to")
+		for _, t := range to {
+			m, _ := t.(map[string]any)
+			g.To = append(g.To, rules.GrantTo{Group: str(m, "group"), Kind: str(m, "kind"), Name: str(m, "name")})
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
+func str(m map[string]any, key string) string {
+	s, _ := m[key].(string)
+	return s
+}
+
+func extra(in map[string]authenticationv1.ExtraValue) map[string]authorizationv1.ExtraValue {
+	if in == nil {
+		return nil
+	}
+	out := make(map[string]authorizationv1.ExtraValue, len(in))
+	for k, v := range in {
+		out[k] = authorizationv1.ExtraValue(v)
+	}
+	return out
+}
