@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -171,7 +172,7 @@ func (o *serveOptions) run(stop context.Context) error {
 		return fmt.Errorf("no cluster to talk to (set KUBECONFIG or run in a cluster): %w", err)
 	}
 	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, storagev1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, storagev1.AddToScheme, authorizationv1.AddToScheme} {
 		if err := add(scheme); err != nil {
 			return err
 		}
@@ -200,7 +201,8 @@ func (o *serveOptions) run(stop context.Context) error {
 
 	m := webhook.NewMetrics(metrics.Registry)
 	lookup := &webhook.SourceLookup{Cache: mgr.GetCache(), Live: mgr.GetAPIReader()}
-	mutating := &admission.Webhook{Handler: m.Instrument("mutate", &webhook.SourceDefaulter{Policy: policy, Metrics: m})}
+	mutating := &admission.Webhook{Handler: m.Instrument("mutate", &webhook.SourceDefaulter{Policy: policy, Metrics: m,
+		Grants: &webhook.GrantLookup{Live: mgr.GetAPIReader(), Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper()}})}
 	validating := admission.WithValidator[*corev1.PersistentVolumeClaim](scheme, &webhook.CloneValidator{Policy: policy, Facts: lookup, Metrics: m})
 	validating.Handler = m.Instrument("validate", validating.Handler)
 	server.Register(webhook.MutatePath, mutating)
