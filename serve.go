@@ -45,6 +45,7 @@ type serveOptions struct {
 	shutdownDelay time.Duration
 	logLevel      string
 	logFormat     string
+	certs         certOptions
 }
 
 func (o *serveOptions) bind(fs *flag.FlagSet) {
@@ -60,6 +61,7 @@ func (o *serveOptions) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "on SIGTERM, how long to report not-ready before closing the listener, so endpoints drain")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: info, debug, or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	o.certs.bind(fs)
 }
 
 // loadPolicy reads the policy file (if any) and applies flag overrides.
@@ -171,6 +173,11 @@ func (o *serveOptions) run(stop context.Context) error {
 	if err != nil {
 		return fmt.Errorf("no cluster to talk to (set KUBECONFIG or run in a cluster): %w", err)
 	}
+	certTLS, addCerts, err := o.certs.setup(cfg, o.certDir)
+	if err != nil {
+		return err
+	}
+	tlsOpts = append(tlsOpts, certTLS...)
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, storagev1.AddToScheme, authorizationv1.AddToScheme} {
 		if err := add(scheme); err != nil {
@@ -186,6 +193,9 @@ func (o *serveOptions) run(stop context.Context) error {
 		GracefulShutdownTimeout: ptr(30 * time.Second),
 	})
 	if err != nil {
+		return err
+	}
+	if err := addCerts(mgr); err != nil {
 		return err
 	}
 	// GetWebhookServer also adds the server to the manager's runnables.
