@@ -14,6 +14,9 @@ const (
 	RuleAPIGroupDefault Rule = "api-group-default" // a warning whenever apiGroup was defaulted
 	RuleCrossNamespace  Rule = "cross-namespace-source"
 	RuleDroppedSource   Rule = "dropped-source" // a kind without apiGroup the apiserver will drop
+	// A claim template (StatefulSet, generic ephemeral volume) whose source has
+	// no apiGroup: the apiserver rejects the workload; `clonegate check` says so.
+	RuleTemplateAPIGroup Rule = "template-api-group"
 
 	// Validating webhook: judged against the source object.
 	RuleMissingSource    Rule = "missing-source"

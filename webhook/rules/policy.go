@@ -31,6 +31,7 @@ const (
 var DefaultActions = map[Rule]Action{
 	RuleCrossNamespace:   Deny,
 	RuleDroppedSource:    Warn,
+	RuleTemplateAPIGroup: Deny, // the apiserver rejects it whatever the policy says
 	RuleMissingSource:    Warn,
 	RuleCloneSize:        Deny,
 	RuleSourceNotBound:   Warn,
