@@ -1,0 +1,210 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"gomodules.xyz/jsonpatch/v2"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/clonegate/clonegate/webhook/rules"
+)
+
+// These tests go through controller-runtime's admission machinery, as a
+// review from the apiserver does; the rules themselves are tested in rules.
+
+func review(t *testing.T, op admissionv1.Operation, claim *corev1.PersistentVolumeClaim) admission.Request {
+	t.Helper()
+	raw, err := json.Marshal(claim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID: "uid-1", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "PersistentVolumeClaim"},
+		Namespace: "apps", Name: claim.Name, Operation: op,
+		Object: runtime.RawExtension{Raw: raw}, OldObject: runtime.RawExtension{Raw: raw},
+	}}
+}
+
+func pvc(size string, source *corev1.TypedLocalObjectReference, ref *corev1.TypedObjectReference) *corev1.PersistentVolumeClaim {
+	return &corev1.PersistentVolumeClaim{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
+		ObjectMeta: metav1.ObjectMeta{Name: "clone"}, // namespace comes from the request
+		Spec: corev1.PersistentVolumeClaimSpec{
+			Resources:     corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)}},
+			DataSource:    source,
+			DataSourceRef: ref,
+		},
+	}
+}
+
+func TestSourceDefaulterHandle(t *testing.T) {
+	group := rules.SnapshotAPIGroup
+	wh := &admission.Webhook{Handler: &SourceDefaulter{Policy: &rules.Policy{}}}
+	cases := []struct {
+		name        string
+		op          admissionv1.Operation
+		claim       *corev1.PersistentVolumeClaim
+		allowed     bool
+		code        int32
+		patches     []jsonpatch.JsonPatchOperation
+		warnings    int
+		causeFields []string
+	}{{
+		name:    "patches only the apiGroup it defaults, nothing the typed round trip adds",
+		op:      admissionv1.Create,
+		claim:   pvc("1Gi", &corev1.TypedLocalObjectReference{Kind: rules.KindSnapshot, Name: "s"}, nil),
+		allowed: true, warnings: 1,
+		patches: []jsonpatch.JsonPatchOperation{{Operation: "add", Path: "/spec/dataSource/apiGroup", Value: group}},
+	}, {
+		name:    "patches both fields together",
+		op:      admissionv1.Create,
+		claim:   pvc("1Gi", &corev1.TypedLocalObjectReference{Kind: rules.KindSnapshot, Name: "s"}, &corev1.TypedObjectReference{Kind: rules.KindSnapshot, Name: "s"}),
+		allowed: true, warnings: 2,
+		patches: []jsonpatch.JsonPatchOperation{
+			{Operation: "add", Path: "/spec/dataSource/apiGroup", Value: group},
+			{Operation: "add", Path: "/spec/dataSourceRef/apiGroup", Value: group},
+		},
+	}, {
+		name:    "returns no patch when nothing changes",
+		op:      admissionv1.Create,
+		claim:   pvc("1Gi", &corev1.TypedLocalObjectReference{APIGroup: &group, Kind: rules.KindSnapshot, Name: "s"}, nil),
+		allowed: true,
+	}, {
+		name:    "denies a cross-namespace source as Forbidden with its field cause, taking the namespace from the request",
+		op:      admissionv1.Create,
+		claim:   pvc("1Gi", nil, &corev1.TypedObjectReference{Kind: rules.KindClaim, Name: "src", Namespace: ptr("other")}),
+		allowed: false, code: http.StatusForbidden, causeFields: []string{"spec.dataSourceRef.namespace"},
+	}, {
+		name:    "keeps its warning when it denies",
+		op:      admissionv1.Create,
+		claim:   pvc("1Gi", nil, &corev1.TypedObjectReference{Kind: rules.KindSnapshot, Name: "s", Namespace: ptr("other")}),
+		allowed: false, code: http.StatusForbidden, warnings: 1, causeFields: []string{"spec.dataSourceRef.namespace"},
+	}, {
+		name:    "allows an UPDATE untouched",
+		op:      admissionv1.Update,
+		claim:   pvc("1Gi", &corev1.TypedLocalObjectReference{Kind: rules.KindSnapshot, Name: "s"}, nil),
+		allowed: true,
+	}}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			resp := wh.Handle(context.Background(), review(t, c.op, c.claim))
+			if resp.Allowed != c.allowed {
+				t.Fatalf("allowed = %v, want %v (result %+v)", resp.Allowed, c.allowed, resp.Result)
+			}
+			if diff := cmp.Diff(c.patches, resp.Patches); diff != "" {
+				t.Errorf("patches (-want +got):\n%s", diff)
+			}
+			if len(resp.Warnings) != c.warnings {
+				t.Errorf("warnings = %q, want %d", resp.Warnings, c.warnings)
+			}
+			checkDenial(t, resp, c.code, c.causeFields)
+		})
+	}
+}
+
+func TestCloneValidatorHandle(t *testing.T) {
+	src := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "src", Namespace: "apps"},
+		Spec:       corev1.PersistentVolumeClaimSpec{Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("5Gi")}}},
+		Status:     corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound},
+	}
+	clone := &corev1.TypedLocalObjectReference{Kind: rules.KindClaim, Name: "src"}
+	validator := func(f FactFinder, p *rules.Policy) *admission.Webhook {
+		return admission.WithValidator[*corev1.PersistentVolumeClaim](scheme, &CloneValidator{Policy: p, Facts: f})
+	}
+	cases := []struct {
+		name        string
+		wh          *admission.Webhook
+		op          admissionv1.Operation
+		claim       *corev1.PersistentVolumeClaim
+		allowed     bool
+		code        int32
+		warnings    int
+		causeFields []string
+	}{{
+		name: "denies an undersized clone as Forbidden with the size cause",
+		wh:   validator(knownFacts{Complete: true, SourceClaim: src}, &rules.Policy{}),
+		op:   admissionv1.Create, claim: pvc("1Gi", clone, nil),
+		code: http.StatusForbidden, causeFields: []string{"spec.resources.requests.storage"},
+		// The source has no class: also denied, as its own cause.
+	}, {
+		name: "warns of a missing source and allows it",
+		wh:   validator(knownFacts{Complete: true}, &rules.Policy{}),
+		op:   admissionv1.Create, claim: pvc("1Gi", clone, nil),
+		allowed: true, warnings: 1,
+	}, {
+		name: "fails closed when the source cannot be looked up",
+		wh:   validator(failingFacts{}, &rules.Policy{}),
+		op:   admissionv1.Create, claim: pvc("1Gi", clone, nil),
+		code: http.StatusForbidden,
+	}, {
+		name: "never blocks an UPDATE, whatever the source",
+		wh:   validator(failingFacts{}, &rules.Policy{}),
+		op:   admissionv1.Update, claim: pvc("1Gi", clone, nil),
+		allowed: true,
+	}, {
+		name: "never blocks a DELETE",
+		wh:   validator(failingFacts{}, &rules.Policy{}),
+		op:   admissionv1.Delete, claim: pvc("1Gi", clone, nil),
+		allowed: true,
+	}, {
+		name: "leaves exempt namespaces alone without a lookup",
+		wh:   validator(failingFacts{}, &rules.Policy{ExemptNamespaces: []string{"apps"}}),
+		op:   admissionv1.Create, claim: pvc("1Gi", clone, nil),
+		allowed: true,
+	}}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			resp := c.wh.Handle(context.Background(), review(t, c.op, c.claim))
+			if resp.Allowed != c.allowed {
+				t.Fatalf("allowed = %v, want %v (result %+v)", resp.Allowed, c.allowed, resp.Result)
+			}
+			if len(resp.Warnings) != c.warnings {
+				t.Errorf("warnings = %q, want %d", resp.Warnings, c.warnings)
+			}
+			if c.causeFields != nil {
+				checkDenial(t, resp, c.code, c.causeFields)
+			}
+		})
+	}
+}
+
+// checkDenial checks a denial's status code and that causeFields are among
+// its causes.
+func checkDenial(t *testing.T, resp admission.Response, code int32, causeFields []string) {
+	t.Helper()
+	if resp.Allowed {
+		return
+	}
+	if resp.Result == nil || resp.Result.Code != code {
+		t.Fatalf("result = %+v, want code %d", resp.Result, code)
+	}
+	got := map[string]bool{}
+	if resp.Result.Details != nil {
+		for _, c := range resp.Result.Details.Causes {
+			got[c.Field] = true
+		}
+	}
+	for _, f := range causeFields {
+		if !got[f] {
+			t.Errorf("causes %+v lack field %s", resp.Result.Details, f)
+		}
+	}
+}
+
+type failingFacts struct{}
+
+func (failingFacts) Facts(context.Context, string, *corev1.PersistentVolumeClaimSpec) (rules.Facts, error) {
+	return rules.Facts{}, context.DeadlineExceeded
+}
+
+func ptr[T any](v T) *T { return &v }
