@@ -69,6 +69,16 @@ bench-baseline: bench-go ## Save bench/go.txt as the baseline bench-compare comp
 bench-compare: bench-go ## Compare the handler benchmarks with bench/go-baseline.txt using benchstat.
 	$(BENCHSTAT) bench/go-baseline.txt bench/go.txt
 
+IMG ?= clonegate:dev
+
+.PHONY: docker-build
+docker-build: ## Build the container image $(IMG) (distroless, non-root) with the version from git.
+	docker build --build-arg VERSION=$(VERSION) -t $(IMG) .
+
+.PHONY: deploy
+deploy: ## Install clonegate with image $(IMG) into the current kubectl context (config/default: self-managed TLS).
+	kubectl kustomize config/default | sed 's|image: clonegate:dev|image: $(IMG)|' | kubectl apply -f -
+
 .PHONY: lint
 lint: ## gofmt and go vet.
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt: files above need formatting" && exit 1)
