@@ -74,6 +74,12 @@ func TestSourceDefaulterHandle(t *testing.T) {
 			{Operation: "add", Path: "/spec/dataSourceRef/apiGroup", Value: group},
 		},
 	}, {
+		name:    "removes a dataSourceRef namespace naming the claim's own",
+		op:      admissionv1.Create,
+		claim:   pvc("1Gi", nil, &corev1.TypedObjectReference{Kind: rules.KindClaim, Name: "src", Namespace: ptr("apps")}),
+		allowed: true, warnings: 1,
+		patches: []jsonpatch.JsonPatchOperation{{Operation: "remove", Path: "/spec/dataSourceRef/namespace"}},
+	}, {
 		name:    "returns no patch when nothing changes",
 		op:      admissionv1.Create,
 		claim:   pvc("1Gi", &corev1.TypedLocalObjectReference{APIGroup: &group, Kind: rules.KindSnapshot, Name: "s"}, nil),

@@ -94,26 +94,31 @@ func (d *SourceDefaulter) checkGrants(ctx context.Context, req admission.Request
 	return out, nil
 }
 
-// sourceGroups returns the apiGroup of dataSource and of dataSourceRef.
-func sourceGroups(spec *corev1.PersistentVolumeClaimSpec) [2]*string {
-	var g [2]*string
+// sourceFields are the data source fields the mutating webhook may change:
+// the apiGroup of dataSource and of dataSourceRef, and dataSourceRef.namespace.
+func sourceGroups(spec *corev1.PersistentVolumeClaimSpec) [3]*string {
+	var g [3]*string
 	if spec.DataSource != nil {
 		g[0] = spec.DataSource.APIGroup
 	}
 	if spec.DataSourceRef != nil {
-		g[1] = spec.DataSourceRef.APIGroup
+		g[1], g[2] = spec.DataSourceRef.APIGroup, spec.DataSourceRef.Namespace
 	}
 	return g
 }
 
-// groupPatches patches only the apiGroups that defaulting changed. A patch
+// groupPatches patches only the fields the mutation changed. A patch
 // computed from re-marshalling the whole claim would also touch fields the
 // typed round trip adds (status: {}), which the user never asked for.
-func groupPatches(before, after [2]*string) []jsonpatch.JsonPatchOperation {
-	paths := [2]string{"/spec/dataSource/apiGroup", "/spec/dataSourceRef/apiGroup"}
+func groupPatches(before, after [3]*string) []jsonpatch.JsonPatchOperation {
+	paths := [3]string{"/spec/dataSource/apiGroup", "/spec/dataSourceRef/apiGroup", "/spec/dataSourceRef/namespace"}
 	var ops []jsonpatch.JsonPatchOperation
 	for i := range after {
-		if after[i] != nil && before[i] != after[i] {
+		switch {
+		case before[i] == after[i]:
+		case after[i] == nil:
+			ops = append(ops, jsonpatch.JsonPatchOperation{Operation: "remove", Path: paths[i]})
+		default:
 			// "add" sets the member whether or not it exists (RFC 6902 4.1).
 			ops = append(ops, jsonpatch.JsonPatchOperation{Operation: "add", Path: paths[i], Value: *after[i]})
 		}

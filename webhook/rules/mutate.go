@@ -41,6 +41,7 @@ func MutateSource(namespace string, spec *corev1.PersistentVolumeClaimSpec, grou
 	}
 	if ref != nil {
 		m.defaultGroup(dataSourceRefPath, &ref.APIGroup, ref.Kind, groups)
+		m.dropOwnNamespace(namespace, ref)
 		m.Findings = append(m.Findings, checkSourceNamespace(namespace, spec.DataSourceRef)...)
 	}
 	return m
@@ -65,6 +66,21 @@ func (m *Mutation) defaultGroup(path *field.Path, group **string, kind string, g
 	m.Warnings = append(m.Warnings, fmt.Sprintf(
 		"%s: defaulted to %q for kind %s: without it the apiserver drops the data source and the volume would be provisioned empty",
 		path.Child("apiGroup"), def, kind))
+}
+
+// dropOwnNamespace removes a dataSourceRef.namespace that names the claim's
+// own namespace. It means the same without it, and with the
+// CrossNamespaceVolumeDataSource gate off (the default) the apiserver drops a
+// dataSourceRef that has any namespace at all, so the volume would be empty.
+func (m *Mutation) dropOwnNamespace(namespace string, ref *corev1.TypedObjectReference) {
+	if ref.Namespace == nil || *ref.Namespace == "" || *ref.Namespace != namespace {
+		return
+	}
+	ref.Namespace = nil
+	m.Changed = true
+	m.Warnings = append(m.Warnings, fmt.Sprintf(
+		"%s: removed %q, the claim's own namespace: it means the same without it, and with the CrossNamespaceVolumeDataSource feature gate off the apiserver drops a dataSourceRef that names any namespace, and the volume would be provisioned empty",
+		dataSourceRefPath.Child("namespace"), namespace))
 }
 
 func checkSourceNamespace(namespace string, ref *corev1.TypedObjectReference) []Finding {
