@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
+	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -179,7 +180,7 @@ func (o *serveOptions) run(stop context.Context) error {
 	}
 	tlsOpts = append(tlsOpts, certTLS...)
 	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, storagev1.AddToScheme, authorizationv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, storagev1.AddToScheme, authorizationv1.AddToScheme, appsv1.AddToScheme} {
 		if err := add(scheme); err != nil {
 			return err
 		}
@@ -217,6 +218,17 @@ func (o *serveOptions) run(stop context.Context) error {
 	validating.Handler = m.Instrument("validate", validating.Handler)
 	server.Register(webhook.MutatePath, mutating)
 	server.Register(webhook.ValidatePath, validating)
+	// Workloads' claim templates get the same checks at the workload's CREATE,
+	// so the person applying it hears them, not a controller.
+	judge := webhook.TemplateJudge{Policy: policy, Facts: lookup, Metrics: m}
+	judge.Name = "validate-statefulset"
+	statefulSets := admission.WithValidator[*appsv1.StatefulSet](scheme, &webhook.StatefulSetValidator{TemplateJudge: judge})
+	statefulSets.Handler = m.Instrument(judge.Name, statefulSets.Handler)
+	judge.Name = "validate-pod"
+	pods := admission.WithValidator[*corev1.Pod](scheme, &webhook.PodValidator{TemplateJudge: judge})
+	pods.Handler = m.Instrument(judge.Name, pods.Handler)
+	server.Register(webhook.ValidateStatefulSetPath, statefulSets)
+	server.Register(webhook.ValidatePodPath, pods)
 
 	var stopping atomic.Bool
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {

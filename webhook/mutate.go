@@ -24,6 +24,9 @@ import (
 const (
 	MutatePath   = "/mutate--v1-persistentvolumeclaim"
 	ValidatePath = "/validate--v1-persistentvolumeclaim"
+	// ValidateStatefulSetPath and ValidatePodPath judge workloads' claim templates.
+	ValidateStatefulSetPath = "/validate-apps-v1-statefulset"
+	ValidatePodPath         = "/validate--v1-pod"
 )
 
 var (

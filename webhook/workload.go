@@ -1,0 +1,116 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/clonegate/clonegate/webhook/rules"
+)
+
+var (
+	statefulSetResource = schema.GroupResource{Group: "apps", Resource: "statefulsets"}
+	podResource         = schema.GroupResource{Resource: "pods"}
+)
+
+// TemplateJudge judges the claim templates of a workload at its CREATE, so
+// that the person applying it hears what the claims' own webhooks would
+// later tell only a controller, in an event nobody reads.
+type TemplateJudge struct {
+	Policy  *rules.Policy
+	Facts   FactFinder
+	Metrics *Metrics
+	Name    string // the metrics' webhook label
+}
+
+// judge returns the warnings, and the denial when any finding denies.
+func (j *TemplateJudge) judge(ctx context.Context, resource schema.GroupResource, meta *metav1.ObjectMeta, templates []rules.Template) (admission.Warnings, error) {
+	if meta.Namespace == "" {
+		if req, err := admission.RequestFromContext(ctx); err == nil {
+			meta.Namespace = req.Namespace
+		}
+	}
+	ns := meta.Namespace
+	if j.Policy.Exempt(ns) {
+		return nil, nil
+	}
+	var findings []rules.Finding
+	for _, t := range templates {
+		f, err := rules.ValidateTemplate(ns, t, j.Policy.Groups(), func(spec *corev1.PersistentVolumeClaimSpec) (rules.Facts, error) {
+			return j.Facts.Facts(ctx, ns, spec)
+		})
+		if err != nil {
+			// Fail closed, as for a claim: the server answers, so this is a lookup error.
+			return nil, fmt.Errorf("clonegate could not look up the data source of %s, try again: %w", t.Path, err)
+		}
+		findings = append(findings, f...)
+	}
+	verdict := j.Policy.Judge(ns, findings)
+	j.Metrics.observe(ctx, j.Name, verdict)
+	if len(verdict.Denials) > 0 {
+		return verdict.Warnings, forbidden(resource, meta.Name, verdict.Denials)
+	}
+	return verdict.Warnings, nil
+}
+
+// StatefulSetValidator judges a new StatefulSet's volumeClaimTemplates (and
+// the generic ephemeral volumes of its pod template).
+type StatefulSetValidator struct{ TemplateJudge }
+
+var _ admission.Validator[*appsv1.StatefulSet] = &StatefulSetValidator{}
+
+// ValidateCreate judges the claim templates of a new StatefulSet.
+func (v *StatefulSetValidator) ValidateCreate(ctx context.Context, sts *appsv1.StatefulSet) (admission.Warnings, error) {
+	return v.judge(ctx, statefulSetResource, &sts.ObjectMeta, rules.StatefulSetTemplates(sts))
+}
+
+// ValidateUpdate allows every update: the claims of existing ordinals were
+// judged when the StatefulSet was created, and new ones are judged by the
+// claim webhooks.
+func (v *StatefulSetValidator) ValidateUpdate(context.Context, *appsv1.StatefulSet, *appsv1.StatefulSet) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// ValidateDelete allows every delete.
+func (v *StatefulSetValidator) ValidateDelete(context.Context, *appsv1.StatefulSet) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// PodValidator judges a new Pod's generic ephemeral volumes.
+type PodValidator struct{ TemplateJudge }
+
+var _ admission.Validator[*corev1.Pod] = &PodValidator{}
+
+// ValidateCreate judges the ephemeral volume templates of a new Pod.
+func (v *PodValidator) ValidateCreate(ctx context.Context, pod *corev1.Pod) (admission.Warnings, error) {
+	return v.judge(ctx, podResource, &pod.ObjectMeta, rules.PodTemplates(field.NewPath("spec"), &pod.Spec))
+}
+
+// ValidateUpdate allows every update: pod volumes are immutable.
+func (v *PodValidator) ValidateUpdate(context.Context, *corev1.Pod, *corev1.Pod) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// ValidateDelete allows every delete.
+func (v *PodValidator) ValidateDelete(context.Context, *corev1.Pod) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// forbidden is denial (mutate.go) for any resource: Forbidden, with every
+// field error in the message and as a cause.
+func forbidden(resource schema.GroupResource, name string, errs field.ErrorList) *apierrors.StatusError {
+	err := apierrors.NewForbidden(resource, name, errs.ToAggregate())
+	causes := make([]metav1.StatusCause, 0, len(errs))
+	for _, e := range errs {
+		causes = append(causes, metav1.StatusCause{Type: metav1.CauseType(e.Type), Message: e.ErrorBody(), Field: e.Field})
+	}
+	err.ErrStatus.Details.Causes = causes
+	return err
+}
