@@ -211,11 +211,18 @@ func (o *serveOptions) run(stop context.Context) error {
 	}
 
 	m := webhook.NewMetrics(metrics.Registry)
-	lookup := &webhook.SourceLookup{Cache: mgr.GetCache(), Live: mgr.GetAPIReader()}
+	// Source claims come from a compact index rather than the cache: a
+	// cluster's claims are many, and clonegate reads a handful of fields.
+	claims := webhook.NewClaimIndex()
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return claims.Run(ctx, cfg) })); err != nil {
+		return err
+	}
+	lookup := &webhook.SourceLookup{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Claims: claims}
 	mutating := &admission.Webhook{Handler: m.Instrument("mutate", &webhook.SourceDefaulter{Policy: policy, Metrics: m,
 		Grants: &webhook.GrantLookup{Live: mgr.GetAPIReader(), Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper()}})}
 	validating := admission.WithValidator[*corev1.PersistentVolumeClaim](scheme, &webhook.CloneValidator{Policy: policy, Facts: lookup, Metrics: m})
 	validating.Handler = m.Instrument("validate", validating.Handler)
+	mutating.LogConstructor, validating.LogConstructor = webhook.RequestLog, webhook.RequestLog
 	server.Register(webhook.MutatePath, mutating)
 	server.Register(webhook.ValidatePath, validating)
 	// Workloads' claim templates get the same checks at the workload's CREATE,
@@ -243,6 +250,9 @@ func (o *serveOptions) run(stop context.Context) error {
 		}
 		ctx, cancel := context.WithTimeout(req.Context(), 100*time.Millisecond)
 		defer cancel()
+		if !claims.HasSynced() {
+			return errors.New("claim index not synced yet")
+		}
 		if !mgr.GetCache().WaitForCacheSync(ctx) {
 			return errors.New("source cache not synced yet")
 		}

@@ -82,6 +82,7 @@ var benchLogger = sync.OnceFunc(func() {
 func benchHandle(b *testing.B, wh *admission.Webhook, req admission.Request, wantPatches int) {
 	b.Helper()
 	benchLogger()
+	wh.LogConstructor = RequestLog // as clonegate serve runs them
 	ctx := context.Background()
 	if resp := wh.Handle(ctx, req); !resp.Allowed || len(resp.Patches) != wantPatches {
 		b.Fatalf("allowed=%v patches=%v result=%+v", resp.Allowed, resp.Patches, resp.Result)

@@ -21,8 +21,10 @@ func CacheOptions() cache.Options {
 }
 
 // CachedObjects are the kinds SourceLookup reads from the cache. Their
-// informers are started before the server reports ready.
-var CachedObjects = []client.Object{&corev1.PersistentVolumeClaim{}, &corev1.PersistentVolume{}, &storagev1.StorageClass{}}
+// informers are started before the server reports ready. Claims are not
+// among them: a ClaimIndex holds those (the PVC transform above stays, so
+// that a stray read of claims through the cache still caches little).
+var CachedObjects = []client.Object{&corev1.PersistentVolume{}, &storagev1.StorageClass{}}
 
 func trimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
 	return metav1.ObjectMeta{

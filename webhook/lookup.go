@@ -31,6 +31,11 @@ const defaultClassAnnotation = "storageclass.kubernetes.io/is-default-class"
 type SourceLookup struct {
 	Cache client.Reader // informer-backed: claims, volumes, storage classes
 	Live  client.Reader // the apiserver itself: cache misses and snapshots
+	// Claims, when set, answers claim lookups in place of Cache: a
+	// *ClaimIndex, which holds a cluster's many claims in far less memory.
+	Claims interface {
+		Claim(namespace, name string) (*corev1.PersistentVolumeClaim, bool)
+	}
 }
 
 // Facts gathers the objects the rules read for a claim in namespace.
@@ -67,9 +72,15 @@ func (l *SourceLookup) Facts(ctx context.Context, namespace string, spec *corev1
 
 func (l *SourceLookup) claim(ctx context.Context, namespace, name string) (*corev1.PersistentVolumeClaim, error) {
 	key := client.ObjectKey{Namespace: namespace, Name: name}
-	claim, err := getOrNil(ctx, l.Cache, key, &corev1.PersistentVolumeClaim{})
-	if claim != nil || err != nil {
-		return claim, err
+	if l.Claims != nil {
+		if claim, ok := l.Claims.Claim(namespace, name); ok {
+			return claim, nil
+		}
+	} else {
+		claim, err := getOrNil(ctx, l.Cache, key, &corev1.PersistentVolumeClaim{})
+		if claim != nil || err != nil {
+			return claim, err
+		}
 	}
 	return getOrNil(ctx, l.Live, key, &corev1.PersistentVolumeClaim{})
 }

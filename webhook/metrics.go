@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -41,6 +42,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// RequestLog is the admission.Webhook LogConstructor clonegate serves with:
+// the base logger, untouched. controller-runtime's default adds seven
+// request fields to a new logger for every review, which zap encodes up
+// front — a tenth of a review's CPU — to log nothing on the allowed path;
+// Instrument names the request on the lines that are logged.
+func RequestLog(base logr.Logger, _ *admission.Request) logr.Logger { return base }
+
 // Instrument wraps a handler to count and time its reviews.
 func (m *Metrics) Instrument(name string, h admission.Handler) admission.Handler {
 	if m == nil {
@@ -61,7 +69,7 @@ func (m *Metrics) Instrument(name string, h admission.Handler) admission.Handler
 		m.reviews.WithLabelValues(name, string(req.Operation), verdict).Inc()
 		if !resp.Allowed {
 			log.FromContext(ctx).Info("review", "webhook", name, "verdict", verdict, "user", req.UserInfo.Username,
-				"message", resultMessage(resp))
+				"namespace", req.Namespace, "name", req.Name, "requestID", req.UID, "message", resultMessage(resp))
 		}
 		return resp
 	})

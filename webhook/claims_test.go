@@ -1,0 +1,69 @@
+package webhook
+
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func TestClaimIndexHoldsWhatTheRulesRead(t *testing.T) {
+	class, block := "fast", corev1.PersistentVolumeBlock
+	now := metav1.Now()
+	full := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "src", Namespace: "apps", UID: "u", ResourceVersion: "7",
+			Labels: map[string]string{"a": "b"}, DeletionTimestamp: &now, Finalizers: []string{"kubernetes.io/pvc-protection"}},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("5Gi"), corev1.ResourceCPU: resource.MustParse("1")}},
+			StorageClassName: &class,
+			VolumeMode:       &block,
+			VolumeName:       "pv-1",
+		},
+		Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound, Capacity: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("8Gi")}},
+	}
+	want := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "src", Namespace: "apps", DeletionTimestamp: &now},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("5Gi")}},
+			StorageClassName: &class,
+			VolumeMode:       &block,
+			VolumeName:       "pv-1",
+		},
+		Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound, Capacity: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("8Gi")}},
+	}
+	x := NewClaimIndex()
+	s := claimStore{x}
+	if err := s.Replace([]any{full}, "7"); err != nil {
+		t.Fatal(err)
+	}
+	if !x.HasSynced() || s.LastStoreSyncResourceVersion() != "7" {
+		t.Fatalf("synced=%v rv=%q", x.HasSynced(), s.LastStoreSyncResourceVersion())
+	}
+	got, ok := x.Claim("apps", "src")
+	if !ok || !equality.Semantic.DeepEqual(got, want) {
+		t.Fatalf("Claim = %v, %v; want %v", got, ok, want)
+	}
+	// What a caller does with its claim does not reach the index.
+	*got.Spec.StorageClassName = "changed"
+	got.Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("1Gi")
+	if again, _ := x.Claim("apps", "src"); !equality.Semantic.DeepEqual(again, want) {
+		t.Fatalf("the index changed with its caller's copy: %v", again)
+	}
+
+	plain := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "plain", Namespace: "apps"}}
+	if err := s.Add(plain); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := x.Claim("apps", "plain"); !ok || !equality.Semantic.DeepEqual(got, &corev1.PersistentVolumeClaim{ObjectMeta: plain.ObjectMeta}) {
+		t.Fatalf("Claim(plain) = %v, %v", got, ok)
+	}
+	if err := s.Delete(full); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := x.Claim("apps", "src"); ok || x.Len() != 1 {
+		t.Fatalf("after delete: found=%v len=%d", ok, x.Len())
+	}
+}
