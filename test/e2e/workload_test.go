@@ -60,7 +60,9 @@ spec:
 }
 
 func TestWorkloadTemplates(t *testing.T) {
-	clone := func(src string) string { return fmt.Sprintf("dataSource: {kind: PersistentVolumeClaim, name: %s}", src) }
+	clone := func(src string) string {
+		return fmt.Sprintf("dataSource: {kind: PersistentVolumeClaim, name: %s}", src)
+	}
 	eachGate(t, func(t *testing.T, e *env) {
 		ns := e.namespace(t)
 		e.source(t, ns, "src", sourceOpts{request: "5Gi", capacity: "5Gi"})
