@@ -272,7 +272,7 @@ func (o *serveOptions) run(stop context.Context) error {
 		time.Sleep(o.shutdownDelay)
 		cancel()
 	}()
-	log.Info("serving", "version", version, "port", o.port, "certDir", o.certDir)
+	log.Info("serving", "version", version, "port", o.port, "certDir", o.certDir, "certMode", o.certs.mode)
 	return mgr.Start(ctx)
 }
 
