@@ -56,7 +56,9 @@ func (m *Metrics) Instrument(name string, h admission.Handler) admission.Handler
 	}
 	return admission.HandlerFunc(func(ctx context.Context, req admission.Request) admission.Response {
 		start := time.Now()
-		resp := h.Handle(ctx, req)
+		// The request rides in the context so that findings can be logged
+		// with it; a context value, not a logger built per review.
+		resp := h.Handle(admission.NewContextWithRequest(ctx, req), req)
 		m.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
 		verdict := "allowed"
 		switch {
@@ -78,7 +80,12 @@ func (m *Metrics) Instrument(name string, h admission.Handler) admission.Handler
 // observe counts a verdict's findings by rule.
 func (m *Metrics) observe(ctx context.Context, webhook string, v rules.Verdict) {
 	for _, j := range v.Judged {
-		log.FromContext(ctx).V(1).Info("finding", "webhook", webhook, "rule", j.Rule, "action", j.Action)
+		// Findings are rare (most reviews have none): each is logged, as an
+		// audit trail beside the counter.
+		req, _ := admission.RequestFromContext(ctx)
+		log.FromContext(ctx).Info("finding", "webhook", webhook, "rule", j.Rule, "action", j.Action,
+			"requestID", req.UID, "user", req.UserInfo.Username, "namespace", req.Namespace, "name", req.Name,
+			"field", j.Err.Field)
 		if m != nil {
 			m.findings.WithLabelValues(string(j.Rule), string(j.Action)).Inc()
 		}
