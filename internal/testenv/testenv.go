@@ -58,6 +58,10 @@ func Start(o Options) (*Cluster, error) {
 	env := &envtest.Environment{
 		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: o.WebhookPaths, LocalServingHost: "127.0.0.1"},
 		CRDInstallOptions:     envtest.CRDInstallOptions{Paths: o.CRDPaths, ErrorIfPathMissing: true},
+		// envtest's 20s default is too short for a 2-core CI machine that
+		// starts several control planes at once.
+		ControlPlaneStartTimeout: 2 * time.Minute,
+		ControlPlaneStopTimeout:  time.Minute,
 	}
 	if o.FeatureGates != "" {
 		env.ControlPlane.GetAPIServer().Configure().Append("feature-gates", o.FeatureGates)
