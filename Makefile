@@ -79,6 +79,31 @@ docker-build: ## Build the container image $(IMG) (distroless, non-root) with th
 deploy: ## Install clonegate with image $(IMG) into the current kubectl context (config/default: self-managed TLS).
 	kubectl kustomize config/default | sed 's|image: clonegate:dev|image: $(IMG)|' | kubectl apply -f -
 
+FUZZTIME ?= 30s
+FUZZ_TARGETS := FuzzReview FuzzClaim
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target over the webhook handlers for FUZZTIME (default 30s); a failure is written to webhook/testdata/fuzz.
+	@for t in $(FUZZ_TARGETS); do \
+		echo ">> $$t for $(FUZZTIME)"; \
+		go test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./webhook/ || exit 1; \
+	done
+
+SOAK ?= 10m
+.PHONY: test-long
+test-long: tools ## Fault tests that take long: the soak (SOAK, default 10m) of steady reviews, RSS and goroutines sampled.
+	CLONEGATE_SOAK=$(SOAK) go test -count=1 -timeout 0 -run '^TestSoak' -v ./test/e2e/ | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+\S+_test.go)'
+
+# govulncheck, pinned; it needs the vulnerability database at vuln.go.dev.
+GOVULNCHECK := go run golang.org/x/vuln/cmd/govulncheck@v1.1.4
+
+.PHONY: vuln
+vuln: ## govulncheck (pinned); says SKIPPED, and passes, only when the vulnerability database cannot be reached.
+	@out=$$($(GOVULNCHECK) ./... 2>&1) && { echo "$$out"; exit 0; }; rc=$$?; echo "$$out"; \
+	if echo "$$out" | grep -q 'fetching vulnerabilities'; then \
+		echo ">> govulncheck SKIPPED: the vulnerability database (vuln.go.dev) cannot be reached from here; run make vuln where it can"; exit 0; \
+	fi; exit $$rc
+
 .PHONY: lint
 lint: ## gofmt and go vet.
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt: files above need formatting" && exit 1)

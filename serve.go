@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -41,6 +42,7 @@ type serveOptions struct {
 	metricsAddr   string
 	enableHTTP2   bool
 	tlsMinVersion string
+	clientCAFile  string
 	policyFile    string
 	missingSource string
 	shutdownDelay time.Duration
@@ -57,6 +59,7 @@ func (o *serveOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", "0", "address of the Prometheus /metrics endpoint (0 to disable)")
 	fs.BoolVar(&o.enableHTTP2, "enable-http2", false, "serve webhooks over HTTP/2 as well (off: HTTP/2 rapid-reset and stream attacks)")
 	fs.StringVar(&o.tlsMinVersion, "tls-min-version", "1.3", "minimum TLS version: 1.2 or 1.3")
+	fs.StringVar(&o.clientCAFile, "client-ca-file", "", "PEM bundle of CAs; when set, only clients with a certificate they signed (the apiserver, configured through its AdmissionConfiguration) may connect")
 	fs.StringVar(&o.policyFile, "policy", "", "policy file (YAML) setting each rule to deny, warn or off; see README")
 	fs.StringVar(&o.missingSource, "missing-source", "", "what to do with a clone whose source does not exist: warn (default) or deny; overrides the policy file")
 	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "on SIGTERM, how long to report not-ready before closing the listener, so endpoints drain")
@@ -100,6 +103,20 @@ func (o *serveOptions) tlsOptions() ([]func(*tls.Config), error) {
 	opts := []func(*tls.Config){func(c *tls.Config) { c.MinVersion = min }}
 	if !o.enableHTTP2 {
 		opts = append(opts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+	if o.clientCAFile != "" {
+		pem, err := os.ReadFile(o.clientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--client-ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--client-ca-file=%s: no PEM certificate in it", o.clientCAFile)
+		}
+		opts = append(opts, func(c *tls.Config) {
+			c.ClientCAs = pool
+			c.ClientAuth = tls.RequireAndVerifyClientCert
+		})
 	}
 	return opts, nil
 }
@@ -218,13 +235,11 @@ func (o *serveOptions) run(stop context.Context) error {
 		return err
 	}
 	lookup := &webhook.SourceLookup{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Claims: claims}
-	mutating := &admission.Webhook{Handler: m.Instrument("mutate", &webhook.SourceDefaulter{Policy: policy, Metrics: m,
-		Grants: &webhook.GrantLookup{Live: mgr.GetAPIReader(), Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper()}})}
-	validating := admission.WithValidator[*corev1.PersistentVolumeClaim](scheme, &webhook.CloneValidator{Policy: policy, Facts: lookup, Metrics: m})
-	validating.Handler = m.Instrument("validate", validating.Handler)
-	mutating.LogConstructor, validating.LogConstructor = webhook.RequestLog, webhook.RequestLog
-	server.Register(webhook.MutatePath, mutating)
-	server.Register(webhook.ValidatePath, validating)
+	// The tests build these very handlers (webhook.NewHandlers) to fuzz them.
+	hooks := webhook.NewHandlers(webhook.Config{Policy: policy, Facts: lookup, Metrics: m,
+		Grants: &webhook.GrantLookup{Live: mgr.GetAPIReader(), Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper()}})
+	server.Register(webhook.MutatePath, hooks.Mutate)
+	server.Register(webhook.ValidatePath, hooks.Validate)
 	// Workloads' claim templates get the same checks at the workload's CREATE,
 	// so the person applying it hears them, not a controller.
 	judge := webhook.TemplateJudge{Policy: policy, Facts: lookup, Metrics: m}

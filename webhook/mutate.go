@@ -5,6 +5,7 @@ package webhook
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"gomodules.xyz/jsonpatch/v2"
@@ -53,6 +54,9 @@ func (d *SourceDefaulter) Handle(ctx context.Context, req admission.Request) adm
 	claim, err := decodeClaim(req)
 	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
+	}
+	if errs := sizeErrors(claim); len(errs) > 0 {
+		return deny(claim, errs)
 	}
 	before := sourceGroups(&claim.Spec)
 	mutation := rules.MutateSource(claim.Namespace, &claim.Spec, d.Policy.Groups())
@@ -143,10 +147,26 @@ func decodeClaim(req admission.Request) (*corev1.PersistentVolumeClaim, error) {
 	if claim.Kind != "" && claim.Kind != claimKind.Kind {
 		return nil, field.Invalid(field.NewPath("request", "object", "kind"), claim.Kind, "clonegate only reviews v1 PersistentVolumeClaims")
 	}
-	if claim.Namespace == "" {
-		claim.Namespace = req.Namespace
+	if err := inRequestNamespace(req, claim); err != nil {
+		return nil, err
 	}
 	return claim, nil
+}
+
+// inRequestNamespace sets the claim's namespace to the request's: the
+// apiserver's word on where the claim is created, and the one the
+// cross-namespace rule must compare with. An object naming another
+// namespace is refused (the apiserver never sends one).
+func inRequestNamespace(req admission.Request, claim *corev1.PersistentVolumeClaim) error {
+	if req.Namespace == "" {
+		return nil
+	}
+	if claim.Namespace != "" && claim.Namespace != req.Namespace {
+		return field.Invalid(field.NewPath("request", "object", "metadata", "namespace"), claim.Namespace,
+			fmt.Sprintf("does not match the request's namespace %q", req.Namespace))
+	}
+	claim.Namespace = req.Namespace
+	return nil
 }
 
 // denial is the error of a denial: Forbidden, as in-tree admission plugins

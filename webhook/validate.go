@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -42,10 +43,13 @@ var _ admission.Validator[*corev1.PersistentVolumeClaim] = &CloneValidator{}
 
 // ValidateCreate judges a new claim.
 func (v *CloneValidator) ValidateCreate(ctx context.Context, claim *corev1.PersistentVolumeClaim) (admission.Warnings, error) {
-	if claim.Namespace == "" {
-		if req, err := admission.RequestFromContext(ctx); err == nil {
-			claim.Namespace = req.Namespace
+	if req, err := admission.RequestFromContext(ctx); err == nil {
+		if err := inRequestNamespace(req, claim); err != nil {
+			return nil, apierrors.NewBadRequest(err.Error())
 		}
+	}
+	if errs := sizeErrors(claim); len(errs) > 0 {
+		return nil, denial(claim, errs)
 	}
 	if v.Policy.Exempt(claim.Namespace) {
 		return nil, nil
