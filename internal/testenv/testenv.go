@@ -35,6 +35,11 @@ type Options struct {
 	WebhookPaths []string // registrations to install; config/webhook when empty
 	CRDPaths     []string // CustomResourceDefinitions to install (snapshot CRDs, say)
 	Dir          string   // where to write the kubeconfig; a temp dir when empty
+	// APIServerCertDir keeps kube-apiserver's serving certificate in a
+	// directory of the caller's, so that it can be stopped and started again
+	// (Env.ControlPlane.APIServer) with the same certificate, and kubeconfigs
+	// still trust it; envtest makes a new one in a temp dir otherwise.
+	APIServerCertDir string
 }
 
 // Cluster is a running control plane with clonegate's webhooks registered.
@@ -65,6 +70,9 @@ func Start(o Options) (*Cluster, error) {
 	}
 	if o.FeatureGates != "" {
 		env.ControlPlane.GetAPIServer().Configure().Append("feature-gates", o.FeatureGates)
+	}
+	if o.APIServerCertDir != "" {
+		env.ControlPlane.GetAPIServer().CertDir = o.APIServerCertDir
 	}
 	cfg, err := env.Start()
 	if err != nil {
