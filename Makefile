@@ -42,7 +42,8 @@ build: ## Build bin/clonegate.
 
 .PHONY: run
 run: tools build ## Start a local control plane with clonegate, apply config/samples/, stay up until Ctrl-C.
-	go run ./hack/run --clonegate bin/clonegate
+	go build -o bin/clonegate-run ./hack/run
+	bin/clonegate-run --clonegate bin/clonegate
 
 .PHONY: test
 test: tools ## Unit tests, then end-to-end tests against the real kube-apiserver and kubectl.
