@@ -39,6 +39,7 @@ func TestSoak(t *testing.T) {
 		t.Logf("soak %v: RSS %.1f MiB, %v goroutines, %d reviews, %d failed", time.Since(started).Round(time.Second), float64(rss)/(1<<20), g, l.total(), l.failed.Load())
 	}
 	endRSS, endG := rssBytes(t, pid), metric(t, e, "go_goroutines")
+	maxRSS, maxG = max(maxRSS, endRSS), max(maxG, endG)
 	l.finish(t)
 	t.Logf("FIGURES soak %v: %d reviews (%.0f/s), %d failed; RSS %.1f MiB -> %.1f MiB (max %.1f); goroutines %v -> %v (max %v)",
 		d, l.total(), float64(l.total())/time.Since(started).Seconds(), l.failed.Load(),
