@@ -219,3 +219,15 @@ func freeAddr() string {
 	defer l.Close()
 	return l.Addr().String()
 }
+
+// BuildClonegate builds the clonegate binary from the repository at root
+// into dir and returns its path: the tests run the real binary, flags and all.
+func BuildClonegate(root, dir string) (string, error) {
+	bin := filepath.Join(dir, "clonegate")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("building clonegate: %w", err)
+	}
+	return bin, nil
+}

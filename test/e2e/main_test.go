@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -55,11 +54,8 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	clonegate = filepath.Join(dir, "clonegate")
-	build := exec.Command("go", "build", "-o", clonegate, ".")
-	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building clonegate:", err)
+	if clonegate, err = testenv.BuildClonegate(root, dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	for name, gates := range map[string]string{"gate-off": "", "gate-on": gateOn} {

@@ -55,11 +55,8 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	clonegate = filepath.Join(dir, "clonegate")
-	build := exec.Command("go", "build", "-o", clonegate, ".")
-	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building clonegate:", err)
+	if clonegate, err = testenv.BuildClonegate(root, dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return m.Run()
