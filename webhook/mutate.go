@@ -13,7 +13,6 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -169,17 +168,9 @@ func inRequestNamespace(req admission.Request, claim *corev1.PersistentVolumeCla
 	return nil
 }
 
-// denial is the error of a denial: Forbidden, as in-tree admission plugins
-// answer, with every field error in the message and as a cause. (kubectl
-// prints an Invalid status as its causes only, hiding which webhook denied.)
+// denial is the error of denying a claim (see forbidden).
 func denial(claim *corev1.PersistentVolumeClaim, errs field.ErrorList) *apierrors.StatusError {
-	err := apierrors.NewForbidden(claimResource, claim.Name, errs.ToAggregate())
-	causes := make([]metav1.StatusCause, 0, len(errs))
-	for _, e := range errs {
-		causes = append(causes, metav1.StatusCause{Type: metav1.CauseType(e.Type), Message: e.ErrorBody(), Field: e.Field})
-	}
-	err.ErrStatus.Details.Causes = causes
-	return err
+	return forbidden(claimResource, claim.Name, errs)
 }
 
 func deny(claim *corev1.PersistentVolumeClaim, errs field.ErrorList) admission.Response {

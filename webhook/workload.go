@@ -103,8 +103,10 @@ func (v *PodValidator) ValidateDelete(context.Context, *corev1.Pod) (admission.W
 	return nil, nil
 }
 
-// forbidden is denial (mutate.go) for any resource: Forbidden, with every
-// field error in the message and as a cause.
+// forbidden is the error of a denial: Forbidden, as in-tree admission
+// plugins answer, with every field error in the message and as a cause.
+// (kubectl prints an Invalid status as its causes only, hiding which webhook
+// denied.)
 func forbidden(resource schema.GroupResource, name string, errs field.ErrorList) *apierrors.StatusError {
 	err := apierrors.NewForbidden(resource, name, errs.ToAggregate())
 	causes := make([]metav1.StatusCause, 0, len(errs))
