@@ -6,9 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,22 +38,6 @@ type MemoryResult struct {
 	ReadySeconds float64     `json:"ready_seconds"`
 	Restarted    MemoryPoint `json:"restarted"`
 	CreateRate   float64     `json:"creates_per_sec"` // how fast the bench filled the cluster
-}
-
-func rssBytes(pid int) (float64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if rest, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb * 1024, err
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
 
 // scrape reads the named metrics (unlabelled samples) from a Prometheus
@@ -126,10 +108,11 @@ func measure(ctx context.Context, s *testenv.Server, r *reviewer, url string, cl
 	if err != nil {
 		return MemoryPoint{}, err
 	}
-	rss, err := rssBytes(s.Cmd.Process.Pid)
+	rssInt, err := s.RSS()
 	if err != nil {
 		return MemoryPoint{}, err
 	}
+	rss := float64(rssInt)
 	return MemoryPoint{Claims: claims, RSSMiB: mib(rss), HeapInuseMiB: mib(m[heapInuse]), HeapLiveMiB: mib(m[heapLive]),
 		rss: rss, inuse: m[heapInuse], l: m[heapLive]}, nil
 }

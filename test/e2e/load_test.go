@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/clonegate/clonegate/internal/testenv"
 )
 
 // load sends reviews through the apiserver: server-side dry-run creates of
@@ -109,26 +110,14 @@ func (l *load) finish(t *testing.T) {
 
 func (l *load) total() int64 { return l.allowed.Load() + l.denied.Load() + l.failed.Load() }
 
-// rssBytes is the resident set size of a process, from /proc.
-func rssBytes(t *testing.T, pid int) int64 {
+// rssBytes is the resident set size of the clonegate process.
+func rssBytes(t *testing.T, s *testenv.Server) int64 {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	rss, err := s.RSS()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if rest, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmRSS in /proc status")
-	return 0
+	return rss
 }
 
 // metric reads one unlabelled sample from clonegate's /metrics.

@@ -19,7 +19,6 @@ func TestSoak(t *testing.T) {
 	e := newEnv(t, testenv.Options{})
 	ns := e.namespace(t)
 	e.source(t, ns, "src", sourceOpts{request: "5Gi", capacity: "5Gi"})
-	pid := e.Server.Cmd.Process.Pid
 	// Steady, not flat out: 2 workers, each a review every 20ms (~60-80/s with
 	// the apiserver's own time), so the samples measure leaks, not load peaks.
 	l := startLoad(t, e, ns, "src", 2, 20*time.Millisecond)
@@ -27,18 +26,18 @@ func TestSoak(t *testing.T) {
 	warm := min(d/10, time.Minute)
 	waitFor(t, "reviews to flow", func() bool { return l.total() > 0 })
 	time.Sleep(warm) // a fixed-length phase of the run, not a wait for a condition
-	startRSS, startG := rssBytes(t, pid), metric(t, e, "go_goroutines")
+	startRSS, startG := rssBytes(t, e.Server), metric(t, e, "go_goroutines")
 	started := time.Now()
 	maxRSS, maxG := startRSS, startG
 	tick := time.NewTicker(min(d/20, 30*time.Second))
 	defer tick.Stop()
 	for time.Since(started) < d {
 		<-tick.C
-		rss, g := rssBytes(t, pid), metric(t, e, "go_goroutines")
+		rss, g := rssBytes(t, e.Server), metric(t, e, "go_goroutines")
 		maxRSS, maxG = max(maxRSS, rss), max(maxG, g)
 		t.Logf("soak %v: RSS %.1f MiB, %v goroutines, %d reviews, %d failed", time.Since(started).Round(time.Second), float64(rss)/(1<<20), g, l.total(), l.failed.Load())
 	}
-	endRSS, endG := rssBytes(t, pid), metric(t, e, "go_goroutines")
+	endRSS, endG := rssBytes(t, e.Server), metric(t, e, "go_goroutines")
 	maxRSS, maxG = max(maxRSS, endRSS), max(maxG, endG)
 	l.finish(t)
 	t.Logf("FIGURES soak %v: %d reviews (%.0f/s), %d failed; RSS %.1f MiB -> %.1f MiB (max %.1f); goroutines %v -> %v (max %v)",
