@@ -25,14 +25,14 @@ var (
 // defaultClassAnnotation marks the cluster's default StorageClass.
 const defaultClassAnnotation = "storageclass.kubernetes.io/is-default-class"
 
-// SourceLookup finds a claim's source in the informer cache, and reads the
-// apiserver directly when the cache misses, so that a source created a moment
-// ago (in the same kubectl apply) is not reported missing.
+// SourceLookup finds a claim's source in the claim index and the informer
+// cache, and reads the apiserver directly when they miss, so that a source
+// created a moment ago (in the same kubectl apply) is not reported missing.
 type SourceLookup struct {
-	Cache client.Reader // informer-backed: claims, volumes, storage classes
+	Cache client.Reader // informer-backed: volumes, storage classes
 	Live  client.Reader // the apiserver itself: cache misses and snapshots
-	// Claims, when set, answers claim lookups in place of Cache: a
-	// *ClaimIndex, which holds a cluster's many claims in far less memory.
+	// Claims answers claim lookups: a *ClaimIndex, which holds a cluster's
+	// many claims in far less memory than an informer cache.
 	Claims interface {
 		Claim(namespace, name string) (*corev1.PersistentVolumeClaim, bool)
 	}
@@ -71,18 +71,10 @@ func (l *SourceLookup) Facts(ctx context.Context, namespace string, spec *corev1
 }
 
 func (l *SourceLookup) claim(ctx context.Context, namespace, name string) (*corev1.PersistentVolumeClaim, error) {
-	key := client.ObjectKey{Namespace: namespace, Name: name}
-	if l.Claims != nil {
-		if claim, ok := l.Claims.Claim(namespace, name); ok {
-			return claim, nil
-		}
-	} else {
-		claim, err := getOrNil(ctx, l.Cache, key, &corev1.PersistentVolumeClaim{})
-		if claim != nil || err != nil {
-			return claim, err
-		}
+	if claim, ok := l.Claims.Claim(namespace, name); ok {
+		return claim, nil
 	}
-	return getOrNil(ctx, l.Live, key, &corev1.PersistentVolumeClaim{})
+	return getOrNil(ctx, l.Live, client.ObjectKey{Namespace: namespace, Name: name}, &corev1.PersistentVolumeClaim{})
 }
 
 // class returns the named StorageClass, or the cluster default when the claim
