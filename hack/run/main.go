@@ -98,7 +98,6 @@ func run(root, bin, dir string, wait bool) (err error) {
 	if err := p.Client.List(ctx, claims, client.InNamespace(namespace)); err != nil {
 		return err
 	}
-	fmt.Println()
 	for _, c := range claims.Items {
 		if _, err := p.WaitBound(ctx, namespace, c.Name, bindTimeout); err != nil {
 			fmt.Printf(">> %v\n", err)
@@ -169,7 +168,7 @@ func joinArgs(args []string) string {
 		if i > 0 {
 			out += " "
 		}
-		if len(a) > 40 || a == "" {
+		if a == "" || strings.ContainsAny(a, " ,=()'\"{}") {
 			a = "'" + a + "'"
 		}
 		out += a
