@@ -35,10 +35,10 @@ func newCommand(name string, stdin io.Reader, stdout, stderr io.Writer) *cobra.C
 		Long: `clonegate guards volume cloning before anything is provisioned: an admission
 webhook for PersistentVolumeClaims with a data source (serve), and the same
 rules over manifests offline, for CI (check).`,
-		Annotations:       map[string]string{cobra.CommandDisplayNameAnnotation: display},
-		Version:           version,
-		SilenceErrors:     true,
-		SilenceUsage:      true,
+		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: display},
+		Version:       version,
+		SilenceErrors: true,
+		SilenceUsage:  true,
 	}
 	root.SetIn(stdin)
 	root.SetOut(stdout)
