@@ -15,8 +15,17 @@ K8S_LDFLAGS := -s -w \
 	-X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION:v%=%))) \
 	-X k8s.io/client-go/pkg/version.gitVersion=$(K8S_VERSION)
 
+# The rest of the cloning pipeline (make run, the agreement matrix) lives
+# beside the envtest assets; internal/pipeline finds it here.
+PROVISIONER_VERSION ?= v6.4.0
+SNAPSHOTTER_VERSION ?= v8.7.0
+CSI_SANITY_VERSION  ?= v5.6.0
+PIPELINE            := $(BIN)/pipeline
+PIPELINE_TOOLS      := $(PIPELINE)/kube-controller-manager $(PIPELINE)/csi-provisioner \
+	$(PIPELINE)/snapshot-controller $(PIPELINE)/csi-snapshotter $(PIPELINE)/csi-sanity
+
 .PHONY: tools
-tools: $(ASSETS)/etcd $(ASSETS)/kube-apiserver $(ASSETS)/kubectl ## Build etcd, kube-apiserver and kubectl from the Go module proxy into bin/.
+tools: $(ASSETS)/etcd $(ASSETS)/kube-apiserver $(ASSETS)/kubectl $(PIPELINE_TOOLS) ## Build the control plane and the cloning pipeline from the Go module proxy into bin/ (about 25 min cold).
 
 $(ASSETS)/etcd: hack/tools/etcd/go.mod
 	@echo ">> building etcd $(ETCD_VERSION) (about 30s the first time)"
@@ -32,6 +41,33 @@ $(ASSETS)/kubectl: hack/tools/go.mod
 	@echo ">> building kubectl $(K8S_VERSION)"
 	@mkdir -p $(ASSETS)
 	cd hack/tools && CGO_ENABLED=0 go build -trimpath -ldflags '$(K8S_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/kubectl
+
+# Same module as kube-apiserver: built after it, it reuses most of its build cache.
+$(PIPELINE)/kube-controller-manager: hack/tools/go.mod | $(ASSETS)/kube-apiserver
+	@echo ">> building kube-controller-manager $(K8S_VERSION) (about 3 min after kube-apiserver, 13 min alone)"
+	@mkdir -p $(PIPELINE)
+	cd hack/tools && CGO_ENABLED=0 go build -trimpath -ldflags '$(K8S_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/kube-controller-manager
+
+$(PIPELINE)/csi-provisioner: hack/tools/csi-provisioner/go.mod
+	@echo ">> building csi-provisioner $(PROVISIONER_VERSION)"
+	@mkdir -p $(PIPELINE)
+	cd hack/tools/csi-provisioner && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w -X main.version=$(PROVISIONER_VERSION)' -o $@ github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner
+
+$(PIPELINE)/snapshot-controller: hack/tools/external-snapshotter/go.mod
+	@echo ">> building snapshot-controller $(SNAPSHOTTER_VERSION)"
+	@mkdir -p $(PIPELINE)
+	cd hack/tools/external-snapshotter && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w -X main.version=$(SNAPSHOTTER_VERSION)' -o $@ github.com/kubernetes-csi/external-snapshotter/v8/cmd/snapshot-controller
+
+$(PIPELINE)/csi-snapshotter: hack/tools/external-snapshotter/go.mod | $(PIPELINE)/snapshot-controller
+	@echo ">> building csi-snapshotter $(SNAPSHOTTER_VERSION)"
+	@mkdir -p $(PIPELINE)
+	cd hack/tools/external-snapshotter && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w -X main.version=$(SNAPSHOTTER_VERSION)' -o $@ github.com/kubernetes-csi/external-snapshotter/v8/cmd/csi-snapshotter
+
+# csi-sanity's go.mod has no replace directives: go install works.
+$(PIPELINE)/csi-sanity:
+	@echo ">> building csi-sanity $(CSI_SANITY_VERSION)"
+	@mkdir -p $(PIPELINE)
+	GOBIN=$(PIPELINE) CGO_ENABLED=0 go install -trimpath -ldflags '-s -w' github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$(CSI_SANITY_VERSION)
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
