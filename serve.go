@@ -238,15 +238,18 @@ func (o *serveOptions) run(stop context.Context) error {
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return claims.Run(ctx, cfg) })); err != nil {
 		return err
 	}
-	lookup := &webhook.SourceLookup{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Claims: claims}
+	// Every live read of a review goes through one limit, so that no review,
+	// and no flood of them, turns into a flood of apiserver requests.
+	live := webhook.NewLimitedReader(mgr.GetAPIReader(), webhook.MaxLiveReadsInFlight)
+	lookup := &webhook.SourceLookup{Cache: mgr.GetCache(), Live: live, Claims: claims}
+	grants := &webhook.GrantLookup{Live: live, Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper()}
 	// The tests build these very handlers (webhook.NewHandlers) to fuzz them.
-	hooks := webhook.NewHandlers(webhook.Config{Policy: policy, Facts: lookup, Metrics: m,
-		Grants: &webhook.GrantLookup{Live: mgr.GetAPIReader(), Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper()}})
+	hooks := webhook.NewHandlers(webhook.Config{Policy: policy, Facts: lookup, Metrics: m, Grants: grants})
 	server.Register(webhook.MutatePath, hooks.Mutate)
 	server.Register(webhook.ValidatePath, hooks.Validate)
 	// Workloads' claim templates get the same checks at the workload's CREATE,
 	// so the person applying it hears them, not a controller.
-	judge := webhook.TemplateJudge{Policy: policy, Facts: lookup, Metrics: m}
+	judge := webhook.TemplateJudge{Policy: policy, Facts: lookup, Grants: grants, Metrics: m}
 	judge.Name = "validate-statefulset"
 	statefulSets := admission.WithValidator[*appsv1.StatefulSet](scheme, &webhook.StatefulSetValidator{TemplateJudge: judge})
 	statefulSets.Handler = m.Instrument(judge.Name, statefulSets.Handler)

@@ -165,7 +165,7 @@ func (c *checker) templates(o Object, ns string, templates []rules.Template) {
 			continue
 		}
 		c.report.Claims++
-		f, _ := rules.ValidateTemplate(ns, t, c.policy.Groups(), func(spec *corev1.PersistentVolumeClaimSpec) (rules.Facts, error) {
+		f, _ := rules.ValidateTemplate(ns, t, c.policy.Groups(), nil, func(spec *corev1.PersistentVolumeClaimSpec) (rules.Facts, error) {
 			return c.idx.facts(ns, spec), nil
 		})
 		findings = append(findings, f...)
