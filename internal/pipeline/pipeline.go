@@ -78,9 +78,10 @@ type Pipeline struct {
 	procs  []*process
 }
 
-// Start brings the pipeline up and returns once it provisions: the default
-// classes exist and every process has started. Stop it, even on error paths
-// of the caller.
+// Start brings the pipeline up and returns once the default classes exist and
+// every process has started; the controllers pick up what is created from
+// then on when their informers sync, within a second or two. Stop it, even on
+// the caller's error paths.
 func Start(ctx context.Context, o Options) (p *Pipeline, err error) {
 	if o.Dir == "" {
 		return nil, errors.New("pipeline: Options.Dir is required")
