@@ -44,7 +44,7 @@ $(ASSETS)/kubectl: hack/tools/go.mod
 
 # Same module as kube-apiserver: built after it, it reuses most of its build cache.
 $(PIPELINE)/kube-controller-manager: hack/tools/go.mod | $(ASSETS)/kube-apiserver
-	@echo ">> building kube-controller-manager $(K8S_VERSION) (about 3 min after kube-apiserver, 13 min alone)"
+	@echo ">> building kube-controller-manager $(K8S_VERSION) (about 5 min after kube-apiserver, 13 min alone)"
 	@mkdir -p $(PIPELINE)
 	cd hack/tools && CGO_ENABLED=0 go build -trimpath -ldflags '$(K8S_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/kube-controller-manager
 
