@@ -1,8 +1,8 @@
 package matrix
 
 import (
-	"regexp"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 )

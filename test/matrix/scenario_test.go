@@ -28,13 +28,13 @@ import (
 const (
 	driver = "csi.clonegate.dev"
 
-	classImmediate = "matrix"        // the driver, Immediate binding, expandable
-	classWFFC      = "matrix-wffc"   // the driver, WaitForFirstConsumer
-	classRound     = "matrix-round"  // the driver, capacity rounded up to 1Gi
-	classOther     = "matrix-other"  // another driver, which nobody runs
-	snapClass      = "matrix-snap"   // snapshots ready at once
+	classImmediate = "matrix"         // the driver, Immediate binding, expandable
+	classWFFC      = "matrix-wffc"    // the driver, WaitForFirstConsumer
+	classRound     = "matrix-round"   // the driver, capacity rounded up to 1Gi
+	classOther     = "matrix-other"   // another driver, which nobody runs
+	snapClass      = "matrix-snap"    // snapshots ready at once
 	snapClassSlow  = "matrix-unready" // snapshots never ready
-	node           = "matrix-node"   // the node a "scheduler" (the test) picks for WaitForFirstConsumer claims
+	node           = "matrix-node"    // the node a "scheduler" (the test) picks for WaitForFirstConsumer claims
 
 	marker = "clonegate-matrix.txt" // the file written into every source volume
 
