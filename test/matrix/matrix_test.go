@@ -77,6 +77,10 @@ func TestAgreementMatrix(t *testing.T) {
 		r.problems = append(r.problems, checkExpectations(r)...)
 		r.problems = append(r.problems, checkAgreement(r)...)
 		for _, p := range r.problems {
+			if r.row.known != "" {
+				t.Logf("known (%s): %s (gate %s): %s", r.row.known, r.row.id, r.gate, p)
+				continue
+			}
 			t.Errorf("%s (gate %s): %s", r.row.id, r.gate, p)
 		}
 	}
@@ -254,6 +258,9 @@ func render(runs []*run) string {
 		}
 		if len(r.problems) > 0 {
 			verdict += " **✗**"
+			if r.row.known != "" {
+				verdict += " (" + r.row.known + ")"
+			}
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", r.row.name, rule, r.gate, r.without.cell(), verdict, then)
 	}
