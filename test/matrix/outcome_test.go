@@ -93,7 +93,9 @@ func (o outcome) cell() string {
 	switch o.result {
 	case pending:
 		if o.event != "" {
-			return "Pending (" + shorten(eventNoise.ReplaceAllString(o.event, ""), 110) + ")"
+			e := eventNoise.ReplaceAllString(o.event, "")
+			e = waitingNoise.ReplaceAllString(e, "waiting for $1 (nothing else said)")
+			return "Pending (" + shorten(e, 100) + ")"
 		}
 		return "Pending (no event)"
 	case rejected:
@@ -105,6 +107,9 @@ func (o outcome) cell() string {
 
 // eventNoise is the provisioner's preamble to every data source error.
 var eventNoise = regexp.MustCompile(`error getting handle for DataSource Type \w+ by Name \w+: `)
+
+// waitingNoise is the PV controller's note while a provisioner has said nothing.
+var waitingNoise = regexp.MustCompile(`Waiting for a volume to be created either by the external provisioner '([^']*)'.*`)
 
 func shorten(s string, n int) string {
 	s = strings.Join(strings.Fields(s), " ")

@@ -135,9 +135,12 @@ func startPipeline(t *testing.T, gate string) *cluster {
 	start(t, dir, env, bins["kube-controller-manager"], append([]string{"--kubeconfig", c.Kubeconfig,
 		"--controllers=persistentvolume-binder-controller,persistentvolume-protection-controller,persistentvolumeclaim-protection-controller",
 		"--leader-elect=false", "--use-service-account-credentials=false", "--secure-port=0"}, fg...)...)
-	start(t, dir, env, bins["csi-provisioner"], append([]string{"--kubeconfig", c.Kubeconfig, "--csi-address", sock, "--leader-election=false"}, fg...)...)
-	start(t, dir, env, bins["snapshot-controller"], "--kubeconfig", c.Kubeconfig, "--leader-election=false")
-	start(t, dir, env, bins["csi-snapshotter"], "--kubeconfig", c.Kubeconfig, "--csi-address", sock, "--leader-election=false")
+	// The sidecars' default of 5 requests a second is for a cluster's worth of claims arriving over
+	// time; the matrix creates all of them at once.
+	qps := []string{"--kube-api-qps=100", "--kube-api-burst=200"}
+	start(t, dir, env, bins["csi-provisioner"], append(append([]string{"--kubeconfig", c.Kubeconfig, "--csi-address", sock, "--leader-election=false"}, qps...), fg...)...)
+	start(t, dir, env, bins["snapshot-controller"], append([]string{"--kubeconfig", c.Kubeconfig, "--leader-election=false"}, qps...)...)
+	start(t, dir, env, bins["csi-snapshotter"], append([]string{"--kubeconfig", c.Kubeconfig, "--csi-address", sock, "--leader-election=false"}, qps...)...)
 
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
