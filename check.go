@@ -1,110 +1,122 @@
 package main
 
 import (
-	"errors"
-	"flag"
+	_ "embed"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	offline "github.com/clonegate/clonegate/internal/check"
 	"github.com/clonegate/clonegate/webhook/rules"
 )
 
-const checkUsage = `Usage: clonegate check -f PATH... [flags]
+// readme is the source of the rule descriptions in SARIF: its rules table.
+//
+//go:embed README.md
+var readme []byte
 
-Applies clonegate's rules to manifests without a cluster: PersistentVolumeClaims,
+type checkOptions struct {
+	paths      []string
+	namespace  string
+	output     string
+	policyFile string
+}
+
+func newCheckCommand() *cobra.Command {
+	var o checkOptions
+	cmd := &cobra.Command{
+		Use:   "check -f PATH... [flags]",
+		Short: "Check manifests offline: the webhooks' rules, for CI",
+		Long: `Applies clonegate's rules to manifests without a cluster: PersistentVolumeClaims,
 StatefulSet volumeClaimTemplates and generic ephemeral volumes of Pods and pod
 templates. Sources, volumes, StorageClasses and snapshots found among the same
 manifests count; a source that is not among them is unknown, not missing.
 
 PATH is a file, a directory (its *.yaml, *.yml, *.json, recursively) or - for
-stdin (kustomize build . | clonegate check -f -). Multi-document YAML and
-kind: List are read.
+stdin; paths may also be given as arguments. Multi-document YAML and kind: List
+are read.
 
-Output: one line per finding, "path:doc Kind namespace/name: denied|warning
-[rule] field: message", doc counting YAML documents from 1; -o json for an array.
-Exit status: 0 no denial, 1 some denial, 2 unreadable input or bad flags.
+Output (-o): text, one line per finding, "path:line Kind namespace/name:
+denied|warning [rule] field: message", line being that of the offending field
+(or, when the field is absent, of the nearest enclosing one); json, an array of
+findings; sarif, SARIF 2.1.0 for code scanning; github, workflow commands that
+GitHub Actions shows as annotations; junit, a JUnit XML report.
 
-Flags:
-`
-
-// pathList collects repeated -f flags.
-type pathList []string
-
-func (p *pathList) String() string     { return strings.Join(*p, ",") }
-func (p *pathList) Set(v string) error { *p = append(*p, v); return nil }
-
-func check(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("clonegate check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, checkUsage); fs.PrintDefaults() }
-	var paths pathList
-	fs.Var(&paths, "f", "a manifest file, a directory, or - for stdin (repeatable; also as arguments)")
-	fs.Var(&paths, "filename", "same as -f")
-	namespace := fs.String("namespace", "default", "namespace of objects that name none (as kubectl apply -n)")
-	fs.StringVar(namespace, "n", "default", "same as --namespace")
-	output := fs.String("o", "text", "output format: text or json")
-	fs.StringVar(output, "output", "text", "same as -o")
-	policyFile := fs.String("policy", "", "policy file, as for clonegate serve (rules to deny, warn or off; exempt namespaces)")
-	// Paths and flags may come in any order, as with kubectl.
-	for rest := args; ; {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return 0
-			}
-			return 2
-		}
-		rest = fs.Args()
-		for len(rest) > 0 && (rest[0] == offline.Stdin || !strings.HasPrefix(rest[0], "-")) {
-			paths, rest = append(paths, rest[0]), rest[1:]
-		}
-		if len(rest) == 0 {
-			break
-		}
+Exit status: 0 no denial, 1 some denial, 2 unreadable input or bad flags.`,
+		Example: `  clonegate check -f deploy/
+  kustomize build overlays/prod | clonegate check -f -
+  clonegate check -f deploy/ -o sarif > clonegate.sarif
+  kubectl clonegate check -f deploy/ --policy clonegate-policy.yaml`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.paths = append(o.paths, args...)
+			return o.run(cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr(), cmd.CommandPath())
+		},
 	}
-	if len(paths) == 0 {
-		fmt.Fprintln(stderr, "clonegate check: no manifests given: -f PATH (a file, a directory, or - for stdin)")
-		return 2
+	f := cmd.Flags()
+	f.StringSliceVarP(&o.paths, "filename", "f", nil, "a manifest file, a directory, or - for stdin (repeatable)")
+	f.StringVarP(&o.namespace, "namespace", "n", "default", "namespace of objects that name none (as kubectl apply -n)")
+	f.StringVarP(&o.output, "output", "o", "text", "output format: "+strings.Join(offline.Formats, ", "))
+	f.StringVar(&o.policyFile, "policy", "", "policy file, as for clonegate serve (rules to deny, warn or off; exempt namespaces)")
+	_ = cmd.MarkFlagFilename("filename", "yaml", "yml", "json")
+	_ = cmd.MarkFlagFilename("policy", "yaml", "yml")
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(offline.Formats, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+// run checks and prints; name prefixes what it says on stderr.
+func (o *checkOptions) run(stdin io.Reader, stdout, stderr io.Writer, name string) error {
+	if len(o.paths) == 0 {
+		return usageError{fmt.Errorf("no manifests given: -f PATH (a file, a directory, or - for stdin)")}
 	}
-	if *output != "text" && *output != "json" {
-		fmt.Fprintf(stderr, "clonegate check: -o %q: must be text or json\n", *output)
-		return 2
+	if !slices.Contains(offline.Formats, o.output) {
+		return usageError{fmt.Errorf("-o %q: must be one of %s", o.output, strings.Join(offline.Formats, ", "))}
+	}
+	fail := func(err error) error {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(stderr, "%s: %s\n", name, line)
+		}
+		return exitStatus(2)
 	}
 	policy := &rules.Policy{}
-	if *policyFile != "" {
+	if o.policyFile != "" {
 		var err error
-		if policy, err = rules.LoadPolicy(*policyFile); err != nil {
-			fmt.Fprintf(stderr, "clonegate check: %v\n", err)
-			return 2
+		if policy, err = rules.LoadPolicy(o.policyFile); err != nil {
+			return fail(err)
 		}
 	}
 
-	objs, err := offline.Load(paths, stdin)
+	objs, err := offline.Load(o.paths, stdin)
 	var report *offline.Report
 	if err == nil {
-		report, err = offline.Check(objs, policy, *namespace)
+		report, err = offline.Check(objs, policy, o.namespace)
 	}
 	if err != nil {
 		// Findings from part of the input would mislead: say what could not
 		// be read, and nothing else.
-		for _, line := range strings.Split(err.Error(), "\n") {
-			fmt.Fprintf(stderr, "clonegate check: %s\n", line)
-		}
-		return 2
+		return fail(err)
 	}
-	if *output == "json" {
+	switch o.output {
+	case "json":
 		err = offline.WriteJSON(stdout, report.Findings)
-	} else {
+	case "sarif":
+		err = offline.WriteSARIF(stdout, report.Findings, offline.Tool{Version: version, RuleDocs: offline.ParseRuleDocs(readme)})
+	case "junit":
+		err = offline.WriteJUnit(stdout, report)
+	case "github":
+		err = offline.WriteGitHub(stdout, report.Findings)
+		fmt.Fprintf(stderr, "%s: %s\n", name, report.Summary())
+	default:
 		err = offline.WriteText(stdout, report.Findings)
-		fmt.Fprintf(stderr, "clonegate check: %s\n", report.Summary())
+		fmt.Fprintf(stderr, "%s: %s\n", name, report.Summary())
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "clonegate check: %v\n", err)
-		return 2
+		return fail(err)
 	}
 	if report.Denied() {
-		return 1
+		return exitStatus(1)
 	}
-	return 0
+	return nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -38,7 +38,7 @@ type certOptions struct {
 	checkInterval     time.Duration
 }
 
-func (c *certOptions) bind(fs *flag.FlagSet) {
+func (c *certOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.mode, "cert-mode", certModeFiles, "where the serving certificate comes from: files (read --cert-dir), self (create, rotate and inject it: see --cert-secret-name), or cert-manager (--cert-dir mounted from a cert-manager Certificate)")
 	fs.StringVar(&c.secretName, "cert-secret-name", "clonegate-webhook-cert", "self mode: the Secret holding the CA and serving certificate")
 	fs.StringVar(&c.namespace, "cert-namespace", os.Getenv("POD_NAMESPACE"), "self mode: namespace of the Secret and the Service (default: $POD_NAMESPACE)")

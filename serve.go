@@ -5,9 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/signal"
@@ -15,12 +13,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"go.uber.org/zap/zapcore"
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -51,7 +53,7 @@ type serveOptions struct {
 	certs         certOptions
 }
 
-func (o *serveOptions) bind(fs *flag.FlagSet) {
+func (o *serveOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding the serving certificate, tls.crt and tls.key; reloaded when they change")
 	fs.StringVar(&o.host, "host", "", "address the webhook server listens on (all when empty)")
 	fs.IntVar(&o.port, "port", 9443, "port the webhook server listens on")
@@ -142,19 +144,20 @@ func (o *serveOptions) logger() (zap.Opts, error) {
 	}, nil
 }
 
-func serve(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("clonegate serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func newServeCommand() *cobra.Command {
 	var o serveOptions
-	o.bind(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	cmd := &cobra.Command{
+		Use:   "serve [flags]",
+		Short: "Serve the admission webhooks",
+		Long: `Serves the mutating and validating webhooks for PersistentVolumeClaims (and
+the StatefulSet and Pod template webhooks) over TLS, with /healthz, /readyz
+and, when enabled, Prometheus /metrics. The cluster is found as kubectl finds
+it: KUBECONFIG, or the service account when running in a pod.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(signalContext()) },
 	}
-	if err := o.run(signalContext()); err != nil {
-		fmt.Fprintf(stderr, "clonegate serve: %v\n", err)
-		return 1
-	}
-	return 0
+	o.bind(cmd.Flags())
+	return cmd
 }
 
 // signalContext is cancelled on SIGTERM or SIGINT; a second signal exits at once.
@@ -176,9 +179,6 @@ func (o *serveOptions) run(stop context.Context) error {
 	if err != nil {
 		return err
 	}
-	ctrl.SetLogger(zap.New(zapOpts, zap.WriteTo(os.Stderr)))
-	log := ctrl.Log.WithName("serve")
-
 	policy, err := o.loadPolicy()
 	if err != nil {
 		return err
@@ -187,10 +187,14 @@ func (o *serveOptions) run(stop context.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := ctrl.GetConfig()
+	// Before the logger is set: controller-runtime logs a failure to find
+	// the cluster with a stack trace, and the error below says it all.
+	cfg, err := clusterConfig()
 	if err != nil {
-		return fmt.Errorf("no cluster to talk to (set KUBECONFIG or run in a cluster): %w", err)
+		return err
 	}
+	ctrl.SetLogger(zap.New(zapOpts, zap.WriteTo(os.Stderr)))
+	log := ctrl.Log.WithName("serve")
 	certTLS, addCerts, err := o.certs.setup(cfg, o.certDir)
 	if err != nil {
 		return err
@@ -234,15 +238,18 @@ func (o *serveOptions) run(stop context.Context) error {
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return claims.Run(ctx, cfg) })); err != nil {
 		return err
 	}
-	lookup := &webhook.SourceLookup{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Claims: claims}
+	// Every live read of a review goes through one limit, so that no review,
+	// and no flood of them, turns into a flood of apiserver requests.
+	live := webhook.NewLimitedReader(mgr.GetAPIReader(), webhook.MaxLiveReadsInFlight)
+	lookup := &webhook.SourceLookup{Cache: mgr.GetCache(), Live: live, Claims: claims}
+	grants := &webhook.GrantLookup{Live: live, Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper()}
 	// The tests build these very handlers (webhook.NewHandlers) to fuzz them.
-	hooks := webhook.NewHandlers(webhook.Config{Policy: policy, Facts: lookup, Metrics: m,
-		Grants: &webhook.GrantLookup{Live: mgr.GetAPIReader(), Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper()}})
+	hooks := webhook.NewHandlers(webhook.Config{Policy: policy, Facts: lookup, Metrics: m, Grants: grants})
 	server.Register(webhook.MutatePath, hooks.Mutate)
 	server.Register(webhook.ValidatePath, hooks.Validate)
 	// Workloads' claim templates get the same checks at the workload's CREATE,
 	// so the person applying it hears them, not a controller.
-	judge := webhook.TemplateJudge{Policy: policy, Facts: lookup, Metrics: m}
+	judge := webhook.TemplateJudge{Policy: policy, Facts: lookup, Grants: grants, Metrics: m}
 	judge.Name = "validate-statefulset"
 	statefulSets := admission.WithValidator[*appsv1.StatefulSet](scheme, &webhook.StatefulSetValidator{TemplateJudge: judge})
 	statefulSets.Handler = m.Instrument(judge.Name, statefulSets.Handler)
@@ -289,6 +296,21 @@ func (o *serveOptions) run(stop context.Context) error {
 	}()
 	log.Info("serving", "version", version, "port", o.port, "certDir", o.certDir, "certMode", o.certs.mode)
 	return mgr.Start(ctx)
+}
+
+// clusterConfig finds the cluster as controller-runtime does (KUBECONFIG,
+// in-cluster, ~/.kube/config), with an error that says what to do.
+func clusterConfig() (*rest.Config, error) {
+	cfg, err := ctrl.GetConfig()
+	switch {
+	case err == nil:
+		return cfg, nil
+	case clientcmd.IsEmptyConfig(err) && os.Getenv(clientcmd.RecommendedConfigPathEnvVar) != "":
+		return nil, fmt.Errorf("no cluster to talk to: KUBECONFIG=%s holds no cluster; point it at a kubeconfig file, or run clonegate serve in a pod, where it uses its service account", os.Getenv(clientcmd.RecommendedConfigPathEnvVar))
+	case clientcmd.IsEmptyConfig(err):
+		return nil, errors.New("no cluster to talk to: set KUBECONFIG to a kubeconfig file (or create ~/.kube/config), or run clonegate serve in a pod, where it uses its service account")
+	}
+	return nil, fmt.Errorf("no cluster to talk to: %w", err)
 }
 
 func ptr[T any](v T) *T { return &v }

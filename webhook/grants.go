@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/clonegate/clonegate/webhook/rules"
 )
@@ -24,9 +25,9 @@ type GrantChecker interface {
 	Granted(ctx context.Context, user authenticationv1.UserInfo, namespace string, src rules.Source) (why string, err error)
 }
 
-// GrantLookup grants a cross-namespace source when a ReferenceGrant in the
-// source's namespace allows it and the user may get the source themselves:
-// the grant speaks for the source's owners, the review for the user.
+// GrantLookup grants a cross-namespace source when the user may get the
+// source themselves and a ReferenceGrant in the source's namespace allows it:
+// the review speaks for the user, the grant for the source's owners.
 type GrantLookup struct {
 	Live   client.Reader   // ReferenceGrants, read directly: rare and must be fresh
 	Client client.Client   // creates SubjectAccessReviews
@@ -35,15 +36,8 @@ type GrantLookup struct {
 
 // Granted implements GrantChecker.
 func (g *GrantLookup) Granted(ctx context.Context, user authenticationv1.UserInfo, namespace string, src rules.Source) (string, error) {
-	list := &unstructured.UnstructuredList{}
-	list.SetGroupVersionKind(referenceGrantListGVK)
-	err := g.Live.List(ctx, list, client.InNamespace(src.Namespace))
-	if err != nil && !meta.IsNoMatchError(err) && !apierrors.IsNotFound(err) {
-		return "", fmt.Errorf("listing ReferenceGrants in %q: %w", src.Namespace, err)
-	}
-	if !rules.Granted(referenceGrants(list), namespace, src) {
-		return fmt.Sprintf("no ReferenceGrant in namespace %q grants PersistentVolumeClaims in %q the %s %q", src.Namespace, namespace, src.Kind, src.Name), nil
-	}
+	// The requester's access first: until it is known, even whether a
+	// ReferenceGrant exists in the source's namespace is not theirs to learn.
 	mapping, err := g.Mapper.RESTMapping(schema.GroupKind{Group: src.APIGroup, Kind: src.Kind})
 	if err != nil {
 		return "", fmt.Errorf("finding the resource of %s: %w", src.Kind, err)
@@ -58,7 +52,16 @@ func (g *GrantLookup) Granted(ctx context.Context, user authenticationv1.UserInf
 		return "", fmt.Errorf("asking whether %q may get the source: %w", user.Username, err)
 	}
 	if !review.Status.Allowed {
-		return fmt.Sprintf("a ReferenceGrant allows it, but user %q may not get %s %q in namespace %q", user.Username, src.Kind, src.Name, src.Namespace), nil
+		return fmt.Sprintf("user %q may not get %s %q in namespace %q", user.Username, src.Kind, src.Name, src.Namespace), nil
+	}
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(referenceGrantListGVK)
+	err = g.Live.List(ctx, list, client.InNamespace(src.Namespace))
+	if err != nil && !meta.IsNoMatchError(err) && !apierrors.IsNotFound(err) {
+		return "", fmt.Errorf("listing ReferenceGrants in %q: %w", src.Namespace, err)
+	}
+	if !rules.Granted(referenceGrants(list), namespace, src) {
+		return fmt.Sprintf("no ReferenceGrant in namespace %q grants PersistentVolumeClaims in %q the %s %q", src.Namespace, namespace, src.Kind, src.Name), nil
 	}
 	return "", nil
 }
@@ -96,4 +99,31 @@ func extra(in map[string]authenticationv1.ExtraValue) map[string]authorizationv1
 		out[k] = authorizationv1.ExtraValue(v)
 	}
 	return out
+}
+
+// grantOf returns the Grant of the review in ctx: its requester's grants, as
+// GrantLookup judges them, when the policy allows cross-namespace sources
+// with a ReferenceGrant; nil (nothing granted) otherwise. Answers are
+// remembered for the review, so many templates naming one source cost one
+// check.
+func grantOf(ctx context.Context, policy *rules.Policy, grants GrantChecker, namespace string) rules.Grant {
+	if !policy.CrossNamespace.AllowWithReferenceGrant || grants == nil {
+		return nil
+	}
+	req, err := admission.RequestFromContext(ctx)
+	if err != nil {
+		return nil // no requester to check: nothing is granted
+	}
+	seen := map[rules.Source]string{}
+	return func(src rules.Source) (string, error) {
+		src.Path = nil
+		if why, ok := seen[src]; ok {
+			return why, nil
+		}
+		why, err := grants.Granted(ctx, req.UserInfo, namespace, src)
+		if err == nil {
+			seen[src] = why
+		}
+		return why, err
+	}
 }

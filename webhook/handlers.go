@@ -22,7 +22,7 @@ import (
 type Config struct {
 	Policy  *rules.Policy
 	Facts   FactFinder   // source lookup for the validating webhook
-	Grants  GrantChecker // ReferenceGrant checks for the mutating webhook; may be nil
+	Grants  GrantChecker // ReferenceGrant checks for cross-namespace sources; may be nil
 	Metrics *Metrics     // may be nil
 }
 
@@ -40,7 +40,7 @@ type Handlers struct {
 func NewHandlers(c Config) Handlers {
 	mutating := &admission.Webhook{Handler: c.Metrics.Instrument("mutate",
 		wellFormed(&SourceDefaulter{Policy: c.Policy, Metrics: c.Metrics, Grants: c.Grants}))}
-	validating := admission.WithValidator[*corev1.PersistentVolumeClaim](scheme, &CloneValidator{Policy: c.Policy, Facts: c.Facts, Metrics: c.Metrics})
+	validating := admission.WithValidator[*corev1.PersistentVolumeClaim](scheme, &CloneValidator{Policy: c.Policy, Facts: c.Facts, Grants: c.Grants, Metrics: c.Metrics})
 	validating.Handler = c.Metrics.Instrument("validate", wellFormed(validating.Handler))
 	mutating.LogConstructor, validating.LogConstructor = RequestLog, RequestLog
 	return Handlers{Mutate: v1Only(mutating), Validate: v1Only(validating)}

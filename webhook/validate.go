@@ -36,6 +36,7 @@ type FactFinder interface {
 type CloneValidator struct {
 	Policy  *rules.Policy
 	Facts   FactFinder
+	Grants  GrantChecker // cross-namespace sources; may be nil
 	Metrics *Metrics
 }
 
@@ -56,6 +57,28 @@ func (v *CloneValidator) ValidateCreate(ctx context.Context, claim *corev1.Persi
 	}
 	if _, ok := rules.SourceOf(claim.Namespace, &claim.Spec); !ok {
 		return nil, nil
+	}
+	// A source in another namespace is read only when granted to the
+	// requester; otherwise the cross-namespace finding is the whole answer.
+	// (The mutating webhook denied it already; a review sent here directly
+	// must not learn more.)
+	var crossNamespace []rules.Finding
+	for _, f := range rules.MutateSource(claim.Namespace, claim.Spec.DeepCopy(), v.Policy.Groups()).Findings {
+		if f.Rule == rules.RuleCrossNamespace {
+			crossNamespace = append(crossNamespace, f)
+		}
+	}
+	crossNamespace, judge, err := rules.GuardNamespace(claim.Namespace, &claim.Spec, crossNamespace, grantOf(ctx, v.Policy, v.Grants, claim.Namespace))
+	if err != nil {
+		return nil, fmt.Errorf("clonegate could not check the grant of the data source, try again: %w", err)
+	}
+	if !judge {
+		verdict := v.Policy.Judge(claim.Namespace, crossNamespace)
+		v.Metrics.observe(ctx, "validate", verdict)
+		if len(verdict.Denials) > 0 {
+			return verdict.Warnings, denial(claim, verdict.Denials)
+		}
+		return verdict.Warnings, nil
 	}
 	facts, err := v.Facts.Facts(ctx, claim.Namespace, &claim.Spec)
 	if err != nil {

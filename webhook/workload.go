@@ -2,7 +2,9 @@ package webhook
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -26,11 +28,15 @@ var (
 type TemplateJudge struct {
 	Policy  *rules.Policy
 	Facts   FactFinder
+	Grants  GrantChecker // cross-namespace sources, checked as the workload's creator; may be nil
 	Metrics *Metrics
 	Name    string // the metrics' webhook label
 }
 
-// judge returns the warnings, and the denial when any finding denies.
+// judge returns the warnings, and the denial when any finding denies. One
+// review's cost is bounded: MaxTemplatesPerReview templates, each source
+// looked up once, MaxLiveReadsPerReview reads, ReviewDeadline; what is left
+// over is named in a warning and judged when its claims are created.
 func (j *TemplateJudge) judge(ctx context.Context, resource schema.GroupResource, meta *metav1.ObjectMeta, templates []rules.Template) (admission.Warnings, error) {
 	if meta.Namespace == "" {
 		if req, err := admission.RequestFromContext(ctx); err == nil {
@@ -41,11 +47,40 @@ func (j *TemplateJudge) judge(ctx context.Context, resource schema.GroupResource
 	if j.Policy.Exempt(ns) {
 		return nil, nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, ReviewDeadline)
+	defer cancel()
+	ctx = WithReadBudget(ctx, MaxLiveReadsPerReview)
+
+	var notJudged []string
+	if len(templates) > MaxTemplatesPerReview {
+		notJudged = append(notJudged, fmt.Sprintf("%s and the %d claim templates after it were not judged: clonegate judges the first %d of a workload; their claims are judged when they are created",
+			templates[MaxTemplatesPerReview].Path, len(templates)-MaxTemplatesPerReview-1, MaxTemplatesPerReview))
+		templates = templates[:MaxTemplatesPerReview]
+	}
+	grant := grantOf(ctx, j.Policy, j.Grants, ns)
+	facts := map[string]rules.Facts{} // one lookup per source and class
 	var findings []rules.Finding
-	for _, t := range templates {
-		f, err := rules.ValidateTemplate(ns, t, j.Policy.Groups(), func(spec *corev1.PersistentVolumeClaimSpec) (rules.Facts, error) {
-			return j.Facts.Facts(ctx, ns, spec)
+	for i, t := range templates {
+		f, err := rules.ValidateTemplate(ns, t, j.Policy.Groups(), grant, func(spec *corev1.PersistentVolumeClaimSpec) (rules.Facts, error) {
+			key := factsKey(ns, spec)
+			if fs, ok := facts[key]; ok {
+				return fs, nil
+			}
+			fs, err := j.Facts.Facts(ctx, ns, spec)
+			if err == nil {
+				facts[key] = fs
+			}
+			return fs, err
 		})
+		if err != nil && (errors.Is(err, ErrReadBudget) || ctx.Err() != nil) {
+			why := "the review reached its limit of " + fmt.Sprint(MaxLiveReadsPerReview) + " lookups"
+			if !errors.Is(err, ErrReadBudget) {
+				why = "the review ran out of time"
+			}
+			notJudged = append(notJudged, fmt.Sprintf("%s and the %d claim templates after it were not judged: %s; their claims are judged when they are created",
+				t.Path, len(templates)-i-1, why))
+			break
+		}
 		if err != nil {
 			// Fail closed, as for a claim: the server answers, so this is a lookup error.
 			return nil, fmt.Errorf("clonegate could not look up the data source of %s, try again: %w", t.Path, err)
@@ -54,10 +89,21 @@ func (j *TemplateJudge) judge(ctx context.Context, resource schema.GroupResource
 	}
 	verdict := j.Policy.Judge(ns, findings)
 	j.Metrics.observe(ctx, j.Name, verdict)
+	warnings := append(verdict.Warnings, notJudged...)
 	if len(verdict.Denials) > 0 {
-		return verdict.Warnings, forbidden(resource, meta.Name, verdict.Denials)
+		return warnings, forbidden(resource, meta.Name, verdict.Denials)
 	}
-	return verdict.Warnings, nil
+	return warnings, nil
+}
+
+// factsKey names what a template's facts depend on: its source and class.
+func factsKey(namespace string, spec *corev1.PersistentVolumeClaimSpec) string {
+	src, _ := rules.SourceOf(namespace, spec)
+	class := "<default>"
+	if spec.StorageClassName != nil {
+		class = "=" + *spec.StorageClassName
+	}
+	return strings.Join([]string{src.APIGroup, src.Kind, src.Namespace, src.Name, class}, "/")
 }
 
 // StatefulSetValidator judges a new StatefulSet's volumeClaimTemplates (and

@@ -23,6 +23,7 @@ import (
 type Finding struct {
 	File      string       `json:"file"`
 	Doc       int          `json:"doc"`
+	Line      int          `json:"line"` // of Field in File, see Object.Line
 	Kind      string       `json:"kind"`
 	Namespace string       `json:"namespace"`
 	Name      string       `json:"name"`
@@ -37,6 +38,17 @@ type Report struct {
 	Findings []Finding
 	Objects  int // objects read
 	Claims   int // claims and claim templates with a data source that were judged
+	Judged   []Subject
+}
+
+// Subject is an object with at least one claim that was judged: a test case
+// to CI systems that report them.
+type Subject struct {
+	File      string
+	Line      int
+	Kind      string
+	Namespace string
+	Name      string
 }
 
 // Denied reports whether any finding denies.
@@ -62,8 +74,13 @@ func Check(objs []Object, policy *rules.Policy, namespace string) (*Report, erro
 	c := &checker{policy: policy, idx: idx, report: &Report{Objects: len(objs)}}
 	var errs []error
 	for _, o := range objs {
-		if err := c.object(o, namespaceOf(o, namespace)); err != nil {
+		claims := c.report.Claims
+		ns := namespaceOf(o, namespace)
+		if err := c.object(o, ns); err != nil {
 			errs = append(errs, err)
+		}
+		if c.report.Claims > claims {
+			c.report.Judged = append(c.report.Judged, Subject{File: o.File, Line: o.line, Kind: o.GetKind(), Namespace: ns, Name: o.GetName()})
 		}
 	}
 	if len(errs) > 0 {
@@ -148,7 +165,7 @@ func (c *checker) templates(o Object, ns string, templates []rules.Template) {
 			continue
 		}
 		c.report.Claims++
-		f, _ := rules.ValidateTemplate(ns, t, c.policy.Groups(), func(spec *corev1.PersistentVolumeClaimSpec) (rules.Facts, error) {
+		f, _ := rules.ValidateTemplate(ns, t, c.policy.Groups(), nil, func(spec *corev1.PersistentVolumeClaimSpec) (rules.Facts, error) {
 			return c.idx.facts(ns, spec), nil
 		})
 		findings = append(findings, f...)
@@ -167,7 +184,7 @@ func (c *checker) judge(o Object, ns string, findings []rules.Finding) bool {
 }
 
 func (c *checker) add(o Object, ns string, f Finding) {
-	f.File, f.Doc, f.Kind, f.Namespace, f.Name = o.File, o.Doc, o.GetKind(), ns, o.GetName()
+	f.File, f.Doc, f.Line, f.Kind, f.Namespace, f.Name = o.File, o.Doc, o.Line(f.Field), o.GetKind(), ns, o.GetName()
 	c.report.Findings = append(c.report.Findings, f)
 }
 

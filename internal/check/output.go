@@ -8,17 +8,21 @@ import (
 	"github.com/clonegate/clonegate/webhook/rules"
 )
 
+// Formats are the output formats of `clonegate check -o`.
+var Formats = []string{"text", "json", "sarif", "github", "junit"}
+
 // verbs say what each action means to the person reading.
 var verbs = map[rules.Action]string{rules.Deny: "denied", rules.Warn: "warning"}
 
-// WriteText prints one finding per line:
+// WriteText prints one finding per line, line being that of the offending
+// field in the file (see Object.Line):
 //
-//	path:doc Kind namespace/name: denied [rule] field: message
-//	path:doc Kind namespace/name: warning [rule] field: message
+//	path:line Kind namespace/name: denied [rule] field: message
+//	path:line Kind namespace/name: warning [rule] field: message
 func WriteText(w io.Writer, findings []Finding) error {
 	for _, f := range findings {
 		if _, err := fmt.Fprintf(w, "%s:%d %s %s/%s: %s [%s] %s: %s\n",
-			f.File, f.Doc, f.Kind, f.Namespace, f.Name, verbs[f.Action], f.Rule, f.Field, f.Message); err != nil {
+			f.File, f.Line, f.Kind, f.Namespace, f.Name, verbs[f.Action], f.Rule, f.Field, f.Message); err != nil {
 			return err
 		}
 	}
@@ -55,4 +59,9 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// subject names the object a finding is about, as a person reads it.
+func (f Finding) subject() string {
+	return fmt.Sprintf("%s %s/%s", f.Kind, f.Namespace, f.Name)
 }

@@ -15,6 +15,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Stdin is the path that names standard input.
@@ -25,6 +27,10 @@ type Object struct {
 	File string // the path as given (or found under a directory given); "-" for stdin
 	Doc  int    // 1-based index of the YAML document in File; items of a List share it
 	*unstructured.Unstructured
+	// node is the object's YAML, its lines those of File; nil when the
+	// positions could not be read (Lines then falls back to the document's).
+	node *yaml.Node
+	line int // the object's first line in File
 }
 
 // InputError is input that could not be read: a missing file, invalid YAML.
@@ -131,16 +137,20 @@ func readManifests(name string, r io.Reader) ([]Object, error) {
 		if u.GetAPIVersion() == "" || u.GetKind() == "" {
 			continue
 		}
+		root := positions(d)
+		o := Object{File: name, Doc: doc, Unstructured: u, node: root, line: lineOf(root, d.line)}
 		if !u.IsList() {
-			objs = append(objs, Object{File: name, Doc: doc, Unstructured: u})
+			objs = append(objs, o)
 			continue
 		}
 		list, err := u.ToList()
 		if err != nil {
 			return objs, &InputError{File: name, Doc: doc, Err: err}
 		}
+		items := child(root, "items")
 		for i := range list.Items {
-			objs = append(objs, Object{File: name, Doc: doc, Unstructured: &list.Items[i]})
+			item := itemAt(items, i)
+			objs = append(objs, Object{File: name, Doc: doc, Unstructured: &list.Items[i], node: item, line: lineOf(item, o.line)})
 		}
 	}
 	return objs, nil

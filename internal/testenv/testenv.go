@@ -35,8 +35,12 @@ type Options struct {
 	Root         string   // repository root (holds config/ and bin/)
 	FeatureGates string   // kube-apiserver --feature-gates, e.g. CrossNamespaceVolumeDataSource=true
 	WebhookPaths []string // registrations to install; config/webhook when empty
+	NoWebhooks   bool     // install no registration: Kubernetes alone, without clonegate
 	CRDPaths     []string // CustomResourceDefinitions to install (snapshot CRDs, say)
 	Dir          string   // where to write the kubeconfig; a temp dir when empty
+	// APIServerFlags are extra kube-apiserver flags, name without dashes
+	// (endpoint-reconciler-type: none, say).
+	APIServerFlags map[string]string
 	// APIServerCertDir keeps kube-apiserver's serving certificate in a
 	// directory of the caller's, so that it can be stopped and started again
 	// (Env.ControlPlane.APIServer) with the same certificate, and kubeconfigs
@@ -59,7 +63,7 @@ func Start(o Options) (*Cluster, error) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		return nil, errors.New("KUBEBUILDER_ASSETS is not set: run through make (make test / make run), which builds the control plane into bin/")
 	}
-	if len(o.WebhookPaths) == 0 {
+	if len(o.WebhookPaths) == 0 && !o.NoWebhooks {
 		o.WebhookPaths = []string{filepath.Join(o.Root, "config", "webhook")}
 	}
 	env := &envtest.Environment{
@@ -72,6 +76,9 @@ func Start(o Options) (*Cluster, error) {
 	}
 	if o.FeatureGates != "" {
 		env.ControlPlane.GetAPIServer().Configure().Append("feature-gates", o.FeatureGates)
+	}
+	for name, value := range o.APIServerFlags {
+		env.ControlPlane.GetAPIServer().Configure().Set(name, value)
 	}
 	if o.APIServerCertDir != "" {
 		env.ControlPlane.GetAPIServer().CertDir = o.APIServerCertDir

@@ -46,7 +46,7 @@ spec:
 	role := `apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata: {name: claims}
-rules: [{apiGroups: [""], resources: [persistentvolumeclaims], verbs: [create, get, list]}]
+rules: [{apiGroups: [""], resources: [persistentvolumeclaims, pods], verbs: [create, get, list]}]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
@@ -57,4 +57,14 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
 	expect(t, e.apply(t, "team-b", role), 0)
 	expect(t, e.Kubectl(clone("by-alice", "1Gi"), "apply", "--as=alice", "-n", "team-b", "-f", "-"), 1, mutateDenied,
 		`user "alice" may not get PersistentVolumeClaim "src" in namespace "team-a"`)
+
+	// A workload's templates are checked at its CREATE, as its creator: the
+	// claims the controllers make later would be checked as the controller.
+	podFrom := func(name, size string) string {
+		return podYAML(name, "dataSourceRef: {kind: PersistentVolumeClaim, name: src, namespace: team-a}", size)
+	}
+	expect(t, e.apply(t, "team-b", podFrom("granted-pod", "1Gi")), 0, "pod/granted-pod created", "!Warning")
+	expect(t, e.apply(t, "team-b", podFrom("granted-pod-small", "512Mi")), 1, podDenied, "must be at least 1Gi")
+	expect(t, e.Kubectl(podFrom("by-alice", "512Mi"), "apply", "--as=alice", "-n", "team-b", "-f", "-"), 1, podDenied,
+		`user "alice" may not get PersistentVolumeClaim "src" in namespace "team-a"`, "!must be at least")
 }

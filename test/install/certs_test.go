@@ -91,7 +91,7 @@ func TestSelfManagedCertificates(t *testing.T) {
 			"-p", `{"status":{"phase":"Bound","capacity":{"storage":"5Gi"}}}`)
 		expectDenied(t, c, "clone-too-small")
 		// The mutating webhook too: a restore without apiGroup is defaulted.
-		kubectl(t, c, "apply", "-f", filepath.Join(root, "config", "samples", "05-restore-no-apigroup.yaml"))
+		kubectl(t, c, "apply", "-f", filepath.Join(root, "config", "samples", "06-restore-no-apigroup.yaml"))
 		got := kubectl(t, c, "get", "pvc", "restore", "-o", "jsonpath={.spec.dataSource.apiGroup}").Stdout
 		if got != "snapshot.storage.k8s.io" {
 			t.Errorf("restore's apiGroup %q, want snapshot.storage.k8s.io (defaulted by the mutating webhook)", got)

@@ -53,7 +53,9 @@ func PodTemplates(path *field.Path, pod *corev1.PodSpec) []Template {
 // the rules of both webhooks: what the mutating webhook checks (a
 // cross-namespace source) and what the validating webhook checks against the
 // source. facts is asked about the template's spec after apiGroup defaulting.
-// The findings' paths point into the workload.
+// The findings' paths point into the workload. A source in another namespace
+// is judged (and facts asked about it) only when grant allows it: otherwise
+// the cross-namespace finding is the whole answer (see GuardNamespace).
 //
 // Unlike a claim, a template whose non-claim source has no apiGroup is
 // rejected by the apiserver itself ("must be 'PersistentVolumeClaim' when
@@ -61,7 +63,7 @@ func PodTemplates(path *field.Path, pod *corev1.PodSpec) []Template {
 // CrossNamespaceVolumeDataSource gate off and on), so nothing is lost: the
 // webhook never sees one, and `clonegate check` reports it as the apiserver
 // would, before judging the source as if the group were set.
-func ValidateTemplate(namespace string, t Template, groups DefaultAPIGroups, facts func(*corev1.PersistentVolumeClaimSpec) (Facts, error)) ([]Finding, error) {
+func ValidateTemplate(namespace string, t Template, groups DefaultAPIGroups, grant Grant, facts func(*corev1.PersistentVolumeClaimSpec) (Facts, error)) ([]Finding, error) {
 	if _, ok := SourceOf(namespace, t.Spec); !ok {
 		return nil, nil
 	}
@@ -71,6 +73,13 @@ func ValidateTemplate(namespace string, t Template, groups DefaultAPIGroups, fac
 		if f.Rule != RuleDroppedSource { // a template is rejected, not dropped: templateGroups said so
 			out = append(out, f)
 		}
+	}
+	out, judge, err := GuardNamespace(namespace, spec, out, grant)
+	if err != nil {
+		return nil, err
+	}
+	if !judge {
+		return At(t.Path, out), nil
 	}
 	fs, err := facts(spec)
 	if err != nil {

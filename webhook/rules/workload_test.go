@@ -76,7 +76,7 @@ func TestValidateTemplate(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			before := c.spec.DeepCopy()
 			var asked *corev1.PersistentVolumeClaimSpec
-			got, err := ValidateTemplate("ns", Template{Path: at, Name: "data", Spec: &c.spec}, DefaultGroups, func(s *corev1.PersistentVolumeClaimSpec) (Facts, error) {
+			got, err := ValidateTemplate("ns", Template{Path: at, Name: "data", Spec: &c.spec}, DefaultGroups, nil, func(s *corev1.PersistentVolumeClaimSpec) (Facts, error) {
 				asked = s
 				return c.facts, nil
 			})
@@ -101,7 +101,7 @@ func TestValidateTemplate(t *testing.T) {
 func TestValidateTemplatePassesOnLookupErrors(t *testing.T) {
 	spec := claim("1Gi", cloneOf("src"))
 	boom := errors.New("apiserver unreachable")
-	_, err := ValidateTemplate("ns", Template{Path: specPath, Spec: &spec}, DefaultGroups, func(*corev1.PersistentVolumeClaimSpec) (Facts, error) {
+	_, err := ValidateTemplate("ns", Template{Path: specPath, Spec: &spec}, DefaultGroups, nil, func(*corev1.PersistentVolumeClaimSpec) (Facts, error) {
 		return Facts{}, boom
 	})
 	if !errors.Is(err, boom) {

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// pluginName is the name under which kubectl runs clonegate as a plugin.
+const pluginName = "kubectl-clonegate"
+
+// exitStatus ends a command with a status after it has said why (or had
+// nothing to say, as a check that found a denial).
+type exitStatus int
+
+func (s exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(s)) }
+
+// usageError is a bad flag or argument: exit status 2, with a pointer to --help.
+type usageError struct{ error }
+
+// newCommand builds the command tree. name is the program's base name:
+// as kubectl-clonegate, help and errors say "kubectl clonegate".
+func newCommand(name string, stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	display := "clonegate"
+	if strings.TrimSuffix(name, ".exe") == pluginName {
+		display = "kubectl clonegate"
+	}
+	root := &cobra.Command{
+		Use:   "clonegate",
+		Short: "clonegate guards volume cloning before anything is provisioned",
+		Long: `clonegate guards volume cloning before anything is provisioned: an admission
+webhook for PersistentVolumeClaims with a data source (serve), and the same
+rules over manifests offline, for CI (check).`,
+		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: display},
+		Version:       version,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetVersionTemplate(versionString() + "\n")
+	// Defined here so that cobra adds no -v, which kubectl users read as verbosity.
+	root.Flags().Bool("version", false, "print the version")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newServeCommand(), newCheckCommand(), &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  noArgs,
+		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), versionString()) },
+	})
+	return root
+}
+
+// execute runs root with args and turns what it returns into an exit status:
+// 0, the status a command chose, 2 for bad usage, 1 for any other error.
+func execute(root *cobra.Command, args []string) int {
+	root.SetArgs(args)
+	cmd, err := root.ExecuteC()
+	var status exitStatus
+	var usage usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &status):
+		return int(status)
+	case errors.As(err, &usage) || strings.HasPrefix(err.Error(), "unknown command"):
+		fmt.Fprintf(root.ErrOrStderr(), "%s: %v\nRun '%s --help' for usage.\n", cmd.CommandPath(), err, cmd.CommandPath())
+		return 2
+	}
+	fmt.Fprintf(root.ErrOrStderr(), "%s: %v\n", cmd.CommandPath(), err)
+	return 1
+}
+
+// noArgs is cobra.NoArgs as bad usage.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if err := cobra.NoArgs(cmd, args); err != nil {
+		return usageError{err}
+	}
+	return nil
+}
+
+func versionString() string {
+	goVersion := "unknown"
+	if info, ok := debug.ReadBuildInfo(); ok {
+		goVersion = info.GoVersion
+	}
+	return fmt.Sprintf("clonegate %s (%s)", version, goVersion)
+}
