@@ -103,6 +103,10 @@ func (o *checkOptions) run(stdin io.Reader, stdout, stderr io.Writer, name strin
 		err = offline.WriteJSON(stdout, report.Findings)
 	case "sarif":
 		err = offline.WriteSARIF(stdout, report.Findings, offline.Tool{Version: version, RuleDocs: offline.ParseRuleDocs(readme)})
+		if n := fromStdin(report.Findings); n > 0 {
+			fmt.Fprintf(stderr, "%s: %d %s from stdin %s no file to point at, and GitHub code scanning refuses results without one: for SARIF, check the files (-f DIR)\n",
+				name, n, plural(n, "finding", "findings"), plural(n, "has", "have"))
+		}
 	case "junit":
 		err = offline.WriteJUnit(stdout, report)
 	case "github":
@@ -119,4 +123,21 @@ func (o *checkOptions) run(stdin io.Reader, stdout, stderr io.Writer, name strin
 		return exitStatus(1)
 	}
 	return nil
+}
+
+func fromStdin(findings []offline.Finding) int {
+	n := 0
+	for _, f := range findings {
+		if f.File == offline.Stdin {
+			n++
+		}
+	}
+	return n
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

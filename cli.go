@@ -10,8 +10,23 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// pluginName is the name under which kubectl runs clonegate as a plugin.
-const pluginName = "kubectl-clonegate"
+// The names under which kubectl runs clonegate: as the plugin, and as the
+// plugin's completion (kubectl __complete clonegate ARGS runs
+// kubectl_complete-clonegate ARGS).
+const (
+	pluginName     = "kubectl-clonegate"
+	completionName = "kubectl_complete-clonegate"
+)
+
+// invokedAs turns the program's name and arguments into the command's: as
+// kubectl's completion helper, clonegate answers cobra's __complete.
+func invokedAs(name string, args []string) (string, []string) {
+	name = strings.TrimSuffix(name, ".exe")
+	if name == completionName {
+		return pluginName, append([]string{cobra.ShellCompRequestCmd}, args...)
+	}
+	return name, args
+}
 
 // exitStatus ends a command with a status after it has said why (or had
 // nothing to say, as a check that found a denial).
@@ -26,7 +41,7 @@ type usageError struct{ error }
 // as kubectl-clonegate, help and errors say "kubectl clonegate".
 func newCommand(name string, stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	display := "clonegate"
-	if strings.TrimSuffix(name, ".exe") == pluginName {
+	if name == pluginName {
 		display = "kubectl clonegate"
 	}
 	root := &cobra.Command{

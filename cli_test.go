@@ -95,6 +95,19 @@ func TestKubectlPlugin(t *testing.T) {
 	if want := "kubectl clonegate check: 3 objects"; !strings.HasPrefix(stderr, want) {
 		t.Errorf("stderr %q, want it to start with %q", stderr, want)
 	}
+	// Completion: kubectl asks kubectl_complete-clonegate, the same binary.
+	if err := os.Symlink(bin, filepath.Join(plugins, completionName)); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, code = kubectlRun("__complete", "clonegate", "check", "-o", "")
+	if want := "text\njson\nsarif\ngithub\njunit\n:4\n"; code != 0 || stdout != want {
+		t.Errorf("kubectl __complete clonegate check -o '': exit %d, stdout %q, want %q", code, stdout, want)
+	}
+	stdout, _, code = kubectlRun("__complete", "clonegate", "")
+	if code != 0 || !strings.Contains(stdout, "check\t") || !strings.Contains(stdout, "serve\t") {
+		t.Errorf("kubectl __complete clonegate '': exit %d, stdout %q, want the commands", code, stdout)
+	}
+
 	stdout, _, code = kubectlRun("clonegate", "--help")
 	if code != 0 || !strings.Contains(stdout, "kubectl clonegate [command]") {
 		t.Errorf("kubectl clonegate --help: exit %d, want usage naming \"kubectl clonegate\":\n%s", code, stdout)

@@ -30,7 +30,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/clonegate/clonegate/webhook"
 	"github.com/clonegate/clonegate/webhook/rules"
@@ -249,15 +248,8 @@ func (o *serveOptions) run(stop context.Context) error {
 	server.Register(webhook.ValidatePath, hooks.Validate)
 	// Workloads' claim templates get the same checks at the workload's CREATE,
 	// so the person applying it hears them, not a controller.
-	judge := webhook.TemplateJudge{Policy: policy, Facts: lookup, Grants: grants, Metrics: m}
-	judge.Name = "validate-statefulset"
-	statefulSets := admission.WithValidator[*appsv1.StatefulSet](scheme, &webhook.StatefulSetValidator{TemplateJudge: judge})
-	statefulSets.Handler = m.Instrument(judge.Name, statefulSets.Handler)
-	judge.Name = "validate-pod"
-	pods := admission.WithValidator[*corev1.Pod](scheme, &webhook.PodValidator{TemplateJudge: judge})
-	pods.Handler = m.Instrument(judge.Name, pods.Handler)
-	server.Register(webhook.ValidateStatefulSetPath, statefulSets)
-	server.Register(webhook.ValidatePodPath, pods)
+	server.Register(webhook.ValidateStatefulSetPath, hooks.StatefulSet)
+	server.Register(webhook.ValidatePodPath, hooks.Pod)
 
 	var stopping atomic.Bool
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {

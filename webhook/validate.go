@@ -5,25 +5,10 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/clonegate/clonegate/webhook/rules"
 )
-
-var (
-	scheme  = newScheme()
-	decoder = admission.NewDecoder(scheme)
-)
-
-func newScheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := corev1.AddToScheme(s); err != nil {
-		panic(err) // only a programming error can get here
-	}
-	return s
-}
 
 // FactFinder gathers what the rules need to know about a claim's source.
 type FactFinder interface {
@@ -44,11 +29,6 @@ var _ admission.Validator[*corev1.PersistentVolumeClaim] = &CloneValidator{}
 
 // ValidateCreate judges a new claim.
 func (v *CloneValidator) ValidateCreate(ctx context.Context, claim *corev1.PersistentVolumeClaim) (admission.Warnings, error) {
-	if req, err := admission.RequestFromContext(ctx); err == nil {
-		if err := inRequestNamespace(req, claim); err != nil {
-			return nil, apierrors.NewBadRequest(err.Error())
-		}
-	}
 	if errs := sizeErrors(claim); len(errs) > 0 {
 		return nil, denial(claim, errs)
 	}

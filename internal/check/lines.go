@@ -93,8 +93,9 @@ func deref(n *yaml.Node) *yaml.Node {
 }
 
 // childAt is the value under key in a mapping, and the line of the key.
+// Of keys given twice the last counts, as it does in the JSON judged.
 func childAt(m *yaml.Node, key string) (*yaml.Node, int) {
-	for i := 0; i+1 < len(m.Content); i += 2 {
+	for i := len(m.Content) - 2; i >= 0; i -= 2 {
 		if m.Content[i].Value == key {
 			return m.Content[i+1], m.Content[i].Line
 		}

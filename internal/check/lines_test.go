@@ -72,6 +72,7 @@ spec:
 		{"a List item's own first line", list, 0, "data", 4},
 		{"through an alias", anchors, 0, "spec.resources.requests.storage", 6},
 		{"JSON", json, 0, "spec.volumeMode", 4},
+		{"a key given twice: the last, which is the one judged", "apiVersion: v1\nkind: A\nspec: {x: 1}\nspec:\n  x: 2\n", 0, "spec.x", 5},
 		{"the second document, counted in the file", "kind: A\napiVersion: v1\n---\n\nkind: B\napiVersion: v1\nspec:\n  x: 1\n", 1, "spec.x", 8},
 	}
 	for _, c := range cases {
@@ -84,6 +85,13 @@ spec:
 				t.Errorf("Line(%q) = %d, want %d", c.field, got, c.want)
 			}
 		})
+	}
+}
+
+func TestLineWithoutPositions(t *testing.T) {
+	// A document whose positions could not be read: its first line.
+	if got := (Object{line: 3}).Line("spec.x"); got != 3 {
+		t.Errorf("Line = %d, want 3", got)
 	}
 }
 

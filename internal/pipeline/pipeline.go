@@ -346,6 +346,10 @@ func (p *Pipeline) start(name, bin string, args ...string) error {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
+	// Its own process group: a Ctrl-C at the terminal reaches only our
+	// process, which stops the components in order; and a component dies with
+	// our process rather than outlive it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		log.Close()
 		return fmt.Errorf("pipeline: starting %s: %w", name, err)

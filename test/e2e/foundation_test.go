@@ -180,9 +180,9 @@ func TestOtherSourceKindsLeftAlone(t *testing.T) {
 		if got := e.get(t, ns, "populated"); got.Spec.DataSourceRef == nil || got.Spec.DataSourceRef.Kind != "Backup" {
 			t.Errorf("stored dataSourceRef = %+v, want the Backup source kept", got.Spec.DataSourceRef)
 		}
-		// A kind without group is dropped by the apiserver: say so.
+		// In dataSource the apiserver would drop it: denied (TestDroppedSources).
 		r = e.apply(t, ns, claimYAML("dropped", "  dataSource: {kind: Backup, name: b}\n  resources: {requests: {storage: 1Gi}}\n"))
-		expect(t, r, 0, "created", "Warning: spec.dataSource.kind: Invalid value: \"Backup\": kind Backup has no apiGroup")
+		expect(t, r, 1, `spec.dataSource.kind: Invalid value: "Backup"`, "a populator belongs in dataSourceRef")
 	})
 }
 

@@ -64,7 +64,7 @@ func TestOverlaysDryRun(t *testing.T) {
 				t.Errorf("config/certmanager lacks %q", w)
 			}
 		}
-		for _, bad := range []string{"--cert-mode=self", "name: clonegate-cert", "emptyDir"} {
+		for _, bad := range []string{"--cert-mode=self", "name: clonegate-cert", "emptyDir", "mutatingwebhookconfigurations", "validatingwebhookconfigurations"} {
 			if strings.Contains(out, bad) {
 				t.Errorf("config/certmanager still has %q", bad)
 			}
