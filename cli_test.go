@@ -89,7 +89,7 @@ func TestKubectlPlugin(t *testing.T) {
 		t.Errorf("kubectl plugin list (exit %d) does not list %s:\n%s", code, pluginName, stdout)
 	}
 	stdout, stderr, code := kubectlRun("clonegate", "check", "-f", td+"undersized", "-o", "github")
-	if code != 1 || !strings.Contains(stdout, "::error file="+td+"undersized/clone.yaml,line=9,title=clonegate clone-size::") {
+	if code != 1 || !strings.Contains(stdout, "::error file="+td+"undersized/clone.yaml,line=9,col=26,title=clonegate clone-size::") {
 		t.Errorf("kubectl clonegate check: exit %d, want 1 and a clone-size annotation; stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
 	if want := "kubectl clonegate check: 3 objects"; !strings.HasPrefix(stderr, want) {

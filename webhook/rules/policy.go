@@ -34,6 +34,7 @@ var DefaultActions = map[Rule]Action{
 	RuleTemplateAPIGroup: Deny, // the apiserver rejects it whatever the policy says
 	RuleMissingSource:    Warn,
 	RuleCloneSize:        Deny,
+	RuleCloneCapacity:    Warn, // some drivers round the clone up and accept it
 	RuleSourceNotBound:   Warn,
 	RuleSourceDeleting:   Deny,
 	RuleStorageClass:     Deny,
