@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"runtime/debug"
 	"strings"
 
@@ -34,6 +35,9 @@ type exitStatus int
 
 func (s exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(s)) }
 
+// exampleProgram is "clonegate " starting a command in an example.
+var exampleProgram = regexp.MustCompile(`(?m)(^ *|\| )clonegate `)
+
 // usageError is a bad flag or argument: exit status 2, with a pointer to --help.
 type usageError struct{ error }
 
@@ -62,6 +66,12 @@ rules over manifests offline, for CI (check).`,
 	// Defined here so that cobra adds no -v, which kubectl users read as verbosity.
 	root.Flags().Bool("version", false, "print the version")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	defer func() {
+		// Examples name the program as it was started.
+		for _, c := range root.Commands() {
+			c.Example = exampleProgram.ReplaceAllString(c.Example, "${1}"+display+" ")
+		}
+	}()
 	root.AddCommand(newServeCommand(), newCheckCommand(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",

@@ -112,6 +112,10 @@ func TestKubectlPlugin(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "kubectl clonegate [command]") {
 		t.Errorf("kubectl clonegate --help: exit %d, want usage naming \"kubectl clonegate\":\n%s", code, stdout)
 	}
+	stdout, _, code = kubectlRun("clonegate", "check", "--help")
+	if code != 0 || !strings.Contains(stdout, "  kustomize build overlays/prod | kubectl clonegate check -f -\n") {
+		t.Errorf("kubectl clonegate check --help: exit %d, want examples naming \"kubectl clonegate\":\n%s", code, stdout)
+	}
 	_, stderr, code = kubectlRun("clonegate", "check", "--frobnicate")
 	if code != 2 || stderr != "kubectl clonegate check: unknown flag: --frobnicate\nRun 'kubectl clonegate check --help' for usage.\n" {
 		t.Errorf("bad flag: exit %d, stderr %q", code, stderr)
