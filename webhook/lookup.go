@@ -78,16 +78,30 @@ func (l *SourceLookup) claim(ctx context.Context, namespace, name string) (*core
 }
 
 // class returns the named StorageClass, or the cluster default when the claim
-// names none. An explicit "" means no class at all.
+// names none. An explicit "" means no class at all. A class the cache lacks
+// is read live: one created a moment ago (in the same apply, or during a
+// watch gap) must not be reported missing.
 func (l *SourceLookup) class(ctx context.Context, name *string) (*storagev1.StorageClass, error) {
 	if name != nil {
 		if *name == "" {
 			return nil, nil
 		}
-		return getOrNil(ctx, l.Cache, client.ObjectKey{Name: *name}, &storagev1.StorageClass{})
+		key := client.ObjectKey{Name: *name}
+		if c, err := getOrNil(ctx, l.Cache, key, &storagev1.StorageClass{}); err != nil || c != nil {
+			return c, err
+		}
+		return getOrNil(ctx, l.Live, key, &storagev1.StorageClass{})
 	}
+	if def, err := defaultClass(ctx, l.Cache); err != nil || def != nil {
+		return def, err
+	}
+	return defaultClass(ctx, l.Live)
+}
+
+// defaultClass returns the cluster's default StorageClass as r sees it.
+func defaultClass(ctx context.Context, r client.Reader) (*storagev1.StorageClass, error) {
 	var classes storagev1.StorageClassList
-	if err := l.Cache.List(ctx, &classes); err != nil {
+	if err := r.List(ctx, &classes); err != nil {
 		return nil, err
 	}
 	// As the DefaultStorageClass admission plugin does: the newest default wins.

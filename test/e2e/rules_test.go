@@ -51,6 +51,9 @@ func TestClassesAndDrivers(t *testing.T) {
 		expect(t, e.apply(t, ns, otherDriver), 1, validateDenied,
 			`is a volume of CSI driver "fast.csi.example.com", but StorageClass "csi-slow" provisions with "slow.csi.example.com"`)
 
+		noClass := strings.Replace(cloneYAML("empty-class", "src", "1Gi"), "csi-fast", `""`, 1)
+		expect(t, e.apply(t, ns, noClass), 1, validateDenied, `spec.storageClassName: Invalid value: "": storageClassName "" only binds an existing volume without a class`)
+
 		e.source(t, ns, "hostpath", sourceOpts{request: "1Gi", capacity: "1Gi", driver: "-"})
 		expect(t, e.apply(t, ns, cloneYAML("of-hostpath", "hostpath", "1Gi")), 1, validateDenied, "which is not a CSI volume")
 	})

@@ -82,7 +82,13 @@ func validateClone(src Source, spec *corev1.PersistentVolumeClaimSpec, facts Fac
 		out = append(out, finding(RuleSourceNotBound, src.Path.Child("name"), src.Name, fmt.Sprintf(
 			"source PersistentVolumeClaim %q is %s, not Bound; the clone stays Pending until the source is bound to a volume", src.Name, phase)))
 	}
-	if f, ok := checkSize(spec, RuleCloneSize, sourceSize(source), fmt.Sprintf("the size of source PersistentVolumeClaim %q", src.Name)); ok {
+	// The external-provisioner compares the clone's request with the source's request only;
+	// a source volume larger than its request (rounded up by the driver, or a bigger static
+	// volume) is the driver's affair: most refuse a smaller clone, some round the clone up too.
+	request := sourceRequest(source)
+	if f, ok := checkSize(spec, RuleCloneSize, request, fmt.Sprintf("the size of source PersistentVolumeClaim %q", src.Name)); ok {
+		out = append(out, f)
+	} else if f, ok := checkCapacity(spec, source, request, src.Name); ok {
 		out = append(out, f)
 	}
 	out = append(out, checkClasses(src, spec, source, facts)...)
@@ -118,6 +124,9 @@ func validateRestore(src Source, spec *corev1.PersistentVolumeClaimSpec, facts F
 			out = append(out, f)
 		}
 	}
+	if f, ok := emptyClass(spec, src); ok {
+		out = append(out, f)
+	}
 	if facts.Class != nil && snap.Driver != "" && snap.Driver != facts.Class.Provisioner {
 		out = append(out, driverMismatch(spec, facts.Class, fmt.Sprintf("VolumeSnapshot %q was taken by CSI driver %q", src.Name, snap.Driver)))
 	}
@@ -128,9 +137,14 @@ func validateRestore(src Source, spec *corev1.PersistentVolumeClaimSpec, facts F
 // volume belongs to the driver that would provision the clone.
 func checkClasses(src Source, spec *corev1.PersistentVolumeClaimSpec, source *corev1.PersistentVolumeClaim, facts Facts) []Finding {
 	var out []Finding
-	if name := className(source.Spec.StorageClassName); name == "" {
+	// Only an unset class stops the provisioner (it refuses a nil source class); a source with
+	// storageClassName "" bound to a volume of the right driver is cloned like any other.
+	if source.Spec.StorageClassName == nil {
 		out = append(out, finding(RuleStorageClass, src.Path.Child("name"), src.Name, fmt.Sprintf(
 			"source PersistentVolumeClaim %q has no storage class, so no CSI driver can clone it; clone a claim provisioned from a StorageClass", src.Name)))
+	}
+	if f, ok := emptyClass(spec, src); ok {
+		return append(out, f)
 	}
 	if facts.Complete && facts.Class == nil {
 		named := className(spec.StorageClassName)
@@ -152,6 +166,18 @@ func checkClasses(src Source, spec *corev1.PersistentVolumeClaimSpec, source *co
 		out = append(out, driverMismatch(spec, facts.Class, fmt.Sprintf("source PersistentVolumeClaim %q is a volume of CSI driver %q", src.Name, csi.Driver)))
 	}
 	return out
+}
+
+// emptyClass reports storageClassName "": such a claim only binds a pre-made volume without a
+// class, so nothing provisions it from its source (measured: Pending, "no persistent volumes
+// available for this claim and no storage class is set").
+func emptyClass(spec *corev1.PersistentVolumeClaimSpec, src Source) (Finding, bool) {
+	if spec.StorageClassName == nil || *spec.StorageClassName != "" {
+		return Finding{}, false
+	}
+	return finding(RuleStorageClass, specPath.Child("storageClassName"), "", fmt.Sprintf(
+		`storageClassName "" only binds an existing volume without a class, so nothing copies %s %q into it; `+
+			"name the StorageClass of the source's driver, or leave storageClassName out for the default class", src.Kind, src.Name)), true
 }
 
 func driverMismatch(spec *corev1.PersistentVolumeClaimSpec, class *storagev1.StorageClass, what string) Finding {
@@ -177,17 +203,28 @@ func checkSize(spec *corev1.PersistentVolumeClaimSpec, rule Rule, min *resource.
 		"must be at least %s, %s; request %s or more", min, what, min)), true
 }
 
-// sourceSize is the larger of what the source asked for and what it got: the
-// driver clones the real volume, which may be larger (or expanded since).
-func sourceSize(claim *corev1.PersistentVolumeClaim) *resource.Quantity {
-	var size *resource.Quantity
+// sourceRequest is what the source claim asked for: what the external-provisioner compares
+// a clone's request with.
+func sourceRequest(claim *corev1.PersistentVolumeClaim) *resource.Quantity {
 	if q, ok := claim.Spec.Resources.Requests[storageRequestKey]; ok {
-		size = &q
+		return &q
 	}
-	if q, ok := claim.Status.Capacity[storageRequestKey]; ok && (size == nil || q.Cmp(*size) > 0) {
-		size = &q
+	return nil
+}
+
+// checkCapacity reports a clone at least as large as the source's request but smaller than the
+// volume the source got: the provisioner passes it to the driver, and a driver that does not
+// round the clone up as it rounded the source refuses it (csi-driver-host-path: OUT_OF_RANGE).
+func checkCapacity(spec *corev1.PersistentVolumeClaimSpec, source *corev1.PersistentVolumeClaim, request *resource.Quantity, name string) (Finding, bool) {
+	capacity, ok := source.Status.Capacity[storageRequestKey]
+	req, has := spec.Resources.Requests[storageRequestKey]
+	if !ok || !has || request == nil || capacity.Cmp(*request) <= 0 || req.Cmp(capacity) >= 0 {
+		return Finding{}, false
 	}
-	return size
+	return finding(RuleCloneCapacity, storagePath, req.String(), fmt.Sprintf(
+		"is smaller than the %s volume of source PersistentVolumeClaim %q (it requested %s); the provisioner passes it on, "+
+			"but a CSI driver that does not round the clone up to %s refuses it and the claim stays Pending: request %s to be sure",
+		capacity.String(), name, request.String(), capacity.String(), capacity.String())), true
 }
 
 func missing(src Source) Finding {

@@ -104,11 +104,42 @@ func TestValidateSource(t *testing.T) {
 		want: []Finding{{RuleCloneSize, field.Invalid(storage, "5368709119",
 			`must be at least 5Gi, the size of source PersistentVolumeClaim "src"; request 5Gi or more`)}},
 	}, {
-		name:  "rejects a clone smaller than an expanded source",
+		name:  "warns of a clone as large as the source's request but smaller than its volume (the driver rounded up)",
 		spec:  claim("5Gi", cloneOf("src")),
 		facts: cluster(bound("5Gi", "8Gi")),
-		want: []Finding{{RuleCloneSize, field.Invalid(storage, "5Gi",
-			`must be at least 8Gi, the size of source PersistentVolumeClaim "src"; request 8Gi or more`)}},
+		want: []Finding{{RuleCloneCapacity, field.Invalid(storage, "5Gi",
+			`is smaller than the 8Gi volume of source PersistentVolumeClaim "src" (it requested 5Gi); the provisioner passes it on, `+
+				`but a CSI driver that does not round the clone up to 8Gi refuses it and the claim stays Pending: request 8Gi to be sure`)}},
+	}, {
+		name:  "admits a clone as large as the source's rounded-up volume",
+		spec:  claim("8Gi", cloneOf("src")),
+		facts: cluster(bound("5Gi", "8Gi")),
+	}, {
+		name:  "reports only the request when the clone is below both",
+		spec:  claim("1Gi", cloneOf("src")),
+		facts: cluster(bound("5Gi", "8Gi")),
+		want: []Finding{{RuleCloneSize, field.Invalid(storage, "1Gi",
+			`must be at least 5Gi, the size of source PersistentVolumeClaim "src"; request 5Gi or more`)}},
+	}, {
+		name: "admits a clone of a source with storageClassName \"\" bound to a volume of the clone's driver",
+		spec: claim("5Gi", cloneOf("src")),
+		facts: cluster(bound("5Gi", "5Gi", func(c *corev1.PersistentVolumeClaim) {
+			c.Spec.StorageClassName = ptr("")
+		})),
+	}, {
+		name:  "rejects a clone with storageClassName \"\"",
+		spec:  claim("5Gi", cloneOf("src"), func(s *corev1.PersistentVolumeClaimSpec) { s.StorageClassName = ptr("") }),
+		facts: Facts{Complete: true, SourceClaim: bound("5Gi", "5Gi"), SourceVolume: csiVolume("fast.csi.example.com")},
+		want: []Finding{{RuleStorageClass, field.Invalid(classPath, "",
+			`storageClassName "" only binds an existing volume without a class, so nothing copies PersistentVolumeClaim "src" into it; `+
+				`name the StorageClass of the source's driver, or leave storageClassName out for the default class`)}},
+	}, {
+		name:  "rejects a restore with storageClassName \"\"",
+		spec:  claim("5Gi", restoreOf("nightly"), func(s *corev1.PersistentVolumeClaimSpec) { s.StorageClassName = ptr("") }),
+		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: &Snapshot{ReadyToUse: true, RestoreSize: ptr(resource.MustParse("5Gi")), Driver: "fast.csi.example.com"}},
+		want: []Finding{{RuleStorageClass, field.Invalid(classPath, "",
+			`storageClassName "" only binds an existing volume without a class, so nothing copies VolumeSnapshot "nightly" into it; `+
+				`name the StorageClass of the source's driver, or leave storageClassName out for the default class`)}},
 	}, {
 		name:  "rejects a clone smaller than the source's request when its volume is smaller",
 		spec:  claim("9G", cloneOf("src")),

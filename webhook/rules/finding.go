@@ -21,6 +21,7 @@ const (
 	// Validating webhook: judged against the source object.
 	RuleMissingSource    Rule = "missing-source"
 	RuleCloneSize        Rule = "clone-size"
+	RuleCloneCapacity    Rule = "clone-capacity" // smaller than the source's volume, not its request
 	RuleSourceNotBound   Rule = "source-not-bound"
 	RuleSourceDeleting   Rule = "source-deleting"
 	RuleStorageClass     Rule = "storage-class"

@@ -30,10 +30,11 @@ const (
 // being cut.
 var DefaultActions = map[Rule]Action{
 	RuleCrossNamespace:   Deny,
-	RuleDroppedSource:    Warn,
+	RuleDroppedSource:    Deny, // the alternative is an empty volume instead of the user's data
 	RuleTemplateAPIGroup: Deny, // the apiserver rejects it whatever the policy says
 	RuleMissingSource:    Warn,
 	RuleCloneSize:        Deny,
+	RuleCloneCapacity:    Warn, // some drivers round the clone up and accept it
 	RuleSourceNotBound:   Warn,
 	RuleSourceDeleting:   Deny,
 	RuleStorageClass:     Deny,
