@@ -66,18 +66,16 @@ rules over manifests offline, for CI (check).`,
 	// Defined here so that cobra adds no -v, which kubectl users read as verbosity.
 	root.Flags().Bool("version", false, "print the version")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	defer func() {
-		// Examples name the program as it was started.
-		for _, c := range root.Commands() {
-			c.Example = exampleProgram.ReplaceAllString(c.Example, "${1}"+display+" ")
-		}
-	}()
 	root.AddCommand(newServeCommand(), newCheckCommand(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  noArgs,
 		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), versionString()) },
 	})
+	// Examples name the program as it was started.
+	for _, c := range root.Commands() {
+		c.Example = exampleProgram.ReplaceAllString(c.Example, "${1}"+display+" ")
+	}
 	return root
 }
 
