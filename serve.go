@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -173,7 +174,16 @@ func signalContext() (ctx context.Context) {
 	return ctx
 }
 
+// defaultGCPercent is the GOGC clonegate serve runs with unless GOGC is set:
+// its live heap is small (the claim index) and its garbage short-lived
+// (reviews, watch events), so a lower target costs little CPU and keeps
+// the RSS a memory limit sees near the live heap.
+const defaultGCPercent = 50
+
 func (o *serveOptions) run(stop context.Context) error {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	zapOpts, err := o.logger()
 	if err != nil {
 		return err
