@@ -192,7 +192,16 @@ func run(ctx context.Context, o options) (err error) {
 		return fmt.Errorf("apiserver: %w", err)
 	}
 
-	// 3b. memory with many claims.
+	// 3b. memory with many claims, per claim above a baseline taken now:
+	// after the load above, whose connections and buffers are no claim's.
+	if base, err = countClaims(ctx, c); err != nil {
+		return err
+	}
+	baseline, err := measure(ctx, server, r, clonegateURL, base)
+	if err != nil {
+		return fmt.Errorf("memory: %w", err)
+	}
+	res.Memory.Baseline = baseline
 	for _, n := range o.claims {
 		logf("memory: filling the cluster to %d claims", n)
 		t := time.Now()
@@ -205,8 +214,8 @@ func run(ctx context.Context, o options) (err error) {
 		if err != nil {
 			return fmt.Errorf("memory: %w", err)
 		}
-		p.RSSBytesPerClaim = (p.rss - idle.rss) / float64(p.Claims-idle.Claims)
-		p.HeapLiveBytesPerClaim = (p.l - idle.l) / float64(p.Claims-idle.Claims)
+		p.RSSBytesPerClaim = (p.rss - baseline.rss) / float64(p.Claims-baseline.Claims)
+		p.HeapLiveBytesPerClaim = (p.l - baseline.l) / float64(p.Claims-baseline.Claims)
 		if n >= readyFrom {
 			// A fresh process with n claims in the cluster: start to ready.
 			logf("memory: restarting clonegate with %d claims in the cluster", n)
@@ -334,6 +343,7 @@ func printTable(out io.Writer, r Results) {
 	for _, p := range m.Points {
 		row(p.Claims, p.RSSMiB, p.HeapInuseMiB, p.HeapLiveMiB, p.RSSBytesPerClaim, p.HeapLiveBytesPerClaim, p.ReadySeconds)
 	}
+	row(fmt.Sprintf("%d after load (baseline)", m.Baseline.Claims), m.Baseline.RSSMiB, m.Baseline.HeapInuseMiB, m.Baseline.HeapLiveMiB, "", "", "")
 	row(fmt.Sprintf("%d restarted", m.Restarted.Claims), m.Restarted.RSSMiB, m.Restarted.HeapInuseMiB, m.Restarted.HeapLiveMiB, "", "", "")
 	tw.Flush()
 

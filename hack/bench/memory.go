@@ -36,6 +36,9 @@ type MemoryPoint struct {
 // MemoryResult is the memory figures.
 type MemoryResult struct {
 	Points []MemoryPoint `json:"points"`
+	// After the direct and apiserver load, before filling: the per-claim
+	// figures are above it.
+	Baseline MemoryPoint `json:"baseline"`
 	// Per claim above idle, at the largest point.
 	RSSBytesPerClaim      float64 `json:"rss_bytes_per_claim"`
 	HeapLiveBytesPerClaim float64 `json:"heap_live_bytes_per_claim"`
