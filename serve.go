@@ -308,6 +308,11 @@ func (o *serveOptions) run(stop context.Context) error {
 		time.Sleep(o.shutdownDelay)
 		cancel()
 	}()
+	if policy.CrossNamespace.AllowWithReferenceGrant && o.clientCAFile == "" {
+		// A review names its requester, and one sent straight to the port
+		// can name anyone: the access check is only as good as the caller.
+		log.Info("WARNING: crossNamespace.allowWithReferenceGrant trusts the user a review names; without --client-ca-file, anything that reaches the webhook port can name any user: narrow the NetworkPolicy to the apiserver (docs/hardening.md)")
+	}
 	log.Info("serving", "version", version, "port", o.port, "certDir", o.certDir, "certMode", o.certs.mode)
 	return mgr.Start(ctx)
 }
