@@ -34,14 +34,17 @@ var DefaultActions = map[Rule]Action{
 	RuleTemplateAPIGroup: Deny, // the apiserver rejects it whatever the policy says
 	RuleMissingSource:    Warn,
 	RuleCloneSize:        Deny,
+	RuleCloneCapacity:    Deny, // a policy sets warn for drivers that shrink clones
 	RuleSourceNotBound:   Warn,
 	RuleSourceDeleting:   Deny,
 	RuleStorageClass:     Deny,
+	RuleMissingClass:     Warn, // manifests applied out of order: provisioned once the class exists
 	RuleDriverMismatch:   Deny,
 	RuleVolumeMode:       Deny,
 	RuleSnapshotNotReady: Warn,
 	RuleRestoreSize:      Deny,
 	RuleUnknownPopulator: Warn,
+	RuleSkippedCheck:     Warn,
 }
 
 // Policy decides which findings deny, which warn and which are ignored.
