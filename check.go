@@ -46,10 +46,9 @@ findings; sarif, SARIF 2.1.0 for code scanning; github, workflow commands that
 GitHub Actions shows as annotations; junit, a JUnit XML report.
 
 Exit status: 0 no denial, 1 some denial, 2 unreadable input or bad flags.`,
-		Example: `  clonegate check -f deploy/
+		Example: `  clonegate check -f deploy/ --policy clonegate-policy.yaml
   kustomize build overlays/prod | clonegate check -f -
-  clonegate check -f deploy/ -o sarif > clonegate.sarif
-  kubectl clonegate check -f deploy/ --policy clonegate-policy.yaml`,
+  clonegate check -f deploy/ -o sarif > clonegate.sarif`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.paths = append(o.paths, args...)
 			return o.run(cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr(), cmd.CommandPath())

@@ -150,10 +150,10 @@ func TestCheckJSON(t *testing.T) {
 	}
 	file := td + "undersized/clone.yaml"
 	want := []offline.Finding{{
-		File: file, Doc: 1, Line: 8, Kind: "PersistentVolumeClaim", Namespace: "default", Name: "small", Rule: "source-not-bound", Action: "warn",
+		File: file, Doc: 1, Line: 8, Column: 45, Kind: "PersistentVolumeClaim", Namespace: "default", Name: "small", Rule: "source-not-bound", Action: "warn",
 		Field: "spec.dataSource.name", Message: `Invalid value: "src": source PersistentVolumeClaim "src" is Pending, not Bound; the clone stays Pending until the source is bound to a volume`,
 	}, {
-		File: file, Doc: 1, Line: 9, Kind: "PersistentVolumeClaim", Namespace: "default", Name: "small", Rule: "clone-size", Action: "deny",
+		File: file, Doc: 1, Line: 9, Column: 26, Kind: "PersistentVolumeClaim", Namespace: "default", Name: "small", Rule: "clone-size", Action: "deny",
 		Field: "spec.resources.requests.storage", Message: `Invalid value: "1Gi": must be at least 5Gi, the size of source PersistentVolumeClaim "src"; request 5Gi or more`,
 	}}
 	if diff := cmp.Diff(want, got); diff != "" {

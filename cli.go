@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"runtime/debug"
 	"strings"
 
@@ -33,6 +34,9 @@ func invokedAs(name string, args []string) (string, []string) {
 type exitStatus int
 
 func (s exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(s)) }
+
+// exampleProgram is "clonegate " starting a command in an example.
+var exampleProgram = regexp.MustCompile(`(?m)(^ *|\| )clonegate `)
 
 // usageError is a bad flag or argument: exit status 2, with a pointer to --help.
 type usageError struct{ error }
@@ -68,6 +72,10 @@ rules over manifests offline, for CI (check).`,
 		Args:  noArgs,
 		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), versionString()) },
 	})
+	// Examples name the program as it was started.
+	for _, c := range root.Commands() {
+		c.Example = exampleProgram.ReplaceAllString(c.Example, "${1}"+display+" ")
+	}
 	return root
 }
 

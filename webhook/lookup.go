@@ -105,30 +105,36 @@ func (l *SourceLookup) volume(ctx context.Context, name string, facts *rules.Fac
 	return pv
 }
 
-// class returns the named StorageClass (from the cache, live on a miss, so
-// that a class created in the same apply is found), or the cluster default
-// when the claim names none. An explicit "" means no class at all.
+// class returns the named StorageClass, or the cluster default when the claim
+// names none. An explicit "" means no class at all. What the cache lacks is
+// read live: a class created a moment ago (in the same apply, or during a
+// watch gap) must not be reported missing.
 func (l *SourceLookup) class(ctx context.Context, name *string, facts *rules.Facts) *storagev1.StorageClass {
-	if name != nil {
-		if *name == "" {
-			return nil
-		}
-		key := client.ObjectKey{Name: *name}
-		class, err := getOrNil(ctx, l.Cache, key, &storagev1.StorageClass{})
-		if err == nil && class == nil {
-			class, err = getOrNil(ctx, l.Live, key, &storagev1.StorageClass{})
-		}
-		if err != nil {
-			unread(facts, rules.FactClass, fmt.Sprintf("StorageClass %q", *name), err)
-		}
-		return class
-	}
-	var classes storagev1.StorageClassList
-	if err := l.Cache.List(ctx, &classes); err != nil {
-		unread(facts, rules.FactClass, "the default StorageClass", err)
+	if name != nil && *name == "" {
 		return nil
 	}
-	return defaultClass(classes.Items)
+	what := "the default StorageClass"
+	read := func(r client.Reader) (*storagev1.StorageClass, error) {
+		if name == nil {
+			var classes storagev1.StorageClassList
+			if err := r.List(ctx, &classes); err != nil {
+				return nil, err
+			}
+			return defaultClass(classes.Items), nil
+		}
+		return getOrNil(ctx, r, client.ObjectKey{Name: *name}, &storagev1.StorageClass{})
+	}
+	if name != nil {
+		what = fmt.Sprintf("StorageClass %q", *name)
+	}
+	class, err := read(l.Cache)
+	if err == nil && class == nil {
+		class, err = read(l.Live)
+	}
+	if err != nil {
+		unread(facts, rules.FactClass, what, err)
+	}
+	return class
 }
 
 // defaultClass picks the cluster's default StorageClass as Kubernetes does:

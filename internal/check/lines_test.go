@@ -90,7 +90,7 @@ spec:
 
 func TestLineWithoutPositions(t *testing.T) {
 	// A document whose positions could not be read: its first line.
-	if got := (Object{line: 3}).Line("spec.x"); got != 3 {
+	if got := (Object{pos: Position{3, 1}}).Line("spec.x"); got != 3 {
 		t.Errorf("Line = %d, want 3", got)
 	}
 }
@@ -99,5 +99,23 @@ func TestSplitPath(t *testing.T) {
 	got := strings.Join(splitPath("spec.volumes[0].ephemeral.volumeClaimTemplate.metadata.labels[a.b/c]"), " ")
 	if want := "spec volumes 0 ephemeral volumeClaimTemplate metadata labels a.b/c"; got != want {
 		t.Errorf("splitPath = %q, want %q", got, want)
+	}
+}
+
+func TestPositionHasTheColumn(t *testing.T) {
+	in := "apiVersion: v1\nkind: A\nspec:\n  list:\n  - a: 1\n  - {b: 2}\n  flow: {x: 1, y: 2}\n"
+	objs, err := readManifests("f", strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for field, want := range map[string]Position{
+		"spec.flow.y":    {7, 16}, // the key
+		"spec.list[1]":   {6, 5},  // the item
+		"spec.list[0].a": {5, 5},
+		"":               {1, 1}, // the object
+	} {
+		if got := objs[0].Position(field); got != want {
+			t.Errorf("Position(%q) = %v, want %v", field, got, want)
+		}
 	}
 }

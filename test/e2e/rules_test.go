@@ -248,3 +248,29 @@ func TestMetricsCountFindingsByRule(t *testing.T) {
 		}
 	}
 }
+
+// In a cluster that serves VolumeSnapshots but not VolumeSnapshotContents, a
+// ready restore is admitted: the checks that need the content are skipped,
+// with a warning that says so, never denied.
+func TestRestoreWithoutTheContentAPI(t *testing.T) {
+	crd := filepath.Join(root, "test", "e2e", "testdata", "crds", "snapshot.storage.k8s.io_volumesnapshots.yaml")
+	e := newEnv(t, testenv.Options{CRDPaths: []string{crd}})
+	ns := e.namespace(t)
+	e.class(t, "csi-fast", "fast.csi.example.com")
+	snap := &unstructured.Unstructured{}
+	snap.SetGroupVersionKind(snapshotGVK)
+	snap.SetNamespace(ns)
+	snap.SetName("nightly")
+	snap.Object["spec"] = map[string]any{"source": map[string]any{"volumeSnapshotContentName": "c"}}
+	ctx := context.Background()
+	if err := e.Client.Create(ctx, snap); err != nil {
+		t.Fatal(err)
+	}
+	snap.Object["status"] = map[string]any{"readyToUse": true, "restoreSize": "1Gi", "boundVolumeSnapshotContentName": "c"}
+	if err := e.Client.Status().Update(ctx, snap); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, e.apply(t, ns, restoreYAML("restore", "nightly", "1Gi")), 0, "persistentvolumeclaim/restore created",
+		`Warning: spec.dataSource.name: Invalid value: "nightly": not checked: driver-mismatch, volume-mode (clonegate could not read the VolumeSnapshotContent: VolumeSnapshotContent "c": its API is not served in this cluster)`)
+	expect(t, e.apply(t, ns, restoreYAML("small", "nightly", "512Mi")), 1, validateDenied, "must be at least 1Gi")
+}

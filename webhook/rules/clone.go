@@ -189,8 +189,8 @@ func checkCloneSize(src Source, spec *corev1.PersistentVolumeClaimSpec, source *
 	if !ok {
 		return nil
 	}
-	f.Err.Detail += fmt.Sprintf("; the provisioner would accept it, but most CSI drivers refuse a clone smaller than its source volume "+
-		"(if yours does not, set rule %s to warn)", RuleCloneCapacity)
+	f.Err.Detail += fmt.Sprintf("; the provisioner passes it on, but a CSI driver that does not round the clone up as it rounded the source "+
+		"refuses it and the claim stays Pending (set rule %s to deny where your driver does)", RuleCloneCapacity)
 	return []Finding{f}
 }
 

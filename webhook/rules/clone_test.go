@@ -108,13 +108,13 @@ func TestValidateSource(t *testing.T) {
 		spec:  claim("5Gi", cloneOf("src")),
 		facts: cluster(bound("5Gi", "8Gi")),
 		want: []Finding{{RuleCloneCapacity, field.Invalid(storage, "5Gi",
-			`must be at least 8Gi, the capacity of source PersistentVolumeClaim "src" (it requested 5Gi; its volume is larger, rounded up or expanded); request 8Gi or more; the provisioner would accept it, but most CSI drivers refuse a clone smaller than its source volume (if yours does not, set rule clone-capacity to warn)`)}},
+			`must be at least 8Gi, the capacity of source PersistentVolumeClaim "src" (it requested 5Gi; its volume is larger, rounded up or expanded); request 8Gi or more; the provisioner passes it on, but a CSI driver that does not round the clone up as it rounded the source refuses it and the claim stays Pending (set rule clone-capacity to deny where your driver does)`)}},
 	}, {
 		name:  "rejects a clone of a source the driver rounded up under clone-capacity, not clone-size",
 		spec:  claim("1500Mi", cloneOf("src")),
 		facts: cluster(bound("1500Mi", "2Gi")),
 		want: []Finding{{RuleCloneCapacity, field.Invalid(storage, "1500Mi",
-			`must be at least 2Gi, the capacity of source PersistentVolumeClaim "src" (it requested 1500Mi; its volume is larger, rounded up or expanded); request 2Gi or more; the provisioner would accept it, but most CSI drivers refuse a clone smaller than its source volume (if yours does not, set rule clone-capacity to warn)`)}},
+			`must be at least 2Gi, the capacity of source PersistentVolumeClaim "src" (it requested 1500Mi; its volume is larger, rounded up or expanded); request 2Gi or more; the provisioner passes it on, but a CSI driver that does not round the clone up as it rounded the source refuses it and the claim stays Pending (set rule clone-capacity to deny where your driver does)`)}},
 	}, {
 		name:  "admits a clone one milli-byte short, which the provisioner rounds up to the same bytes",
 		spec:  claim("1073741823500m", cloneOf("src")),
@@ -183,8 +183,8 @@ func TestValidateSource(t *testing.T) {
 			c.Spec.StorageClassName = ptr("")
 		})),
 	}, {
-		name: "rejects a clone with storageClassName \"\", which is never provisioned",
-		spec: claim("5Gi", cloneOf("src"), func(s *corev1.PersistentVolumeClaimSpec) { s.StorageClassName = ptr("") }),
+		name:  "rejects a clone with storageClassName \"\", which is never provisioned",
+		spec:  claim("5Gi", cloneOf("src"), func(s *corev1.PersistentVolumeClaimSpec) { s.StorageClassName = ptr("") }),
 		facts: Facts{Complete: true, SourceClaim: bound("5Gi", "5Gi"), SourceVolume: csiVolume("fast.csi.example.com")},
 		want: []Finding{{RuleStorageClass, field.Invalid(classPath, "",
 			`a claim with storageClassName "" is never provisioned: it is bound to an existing PersistentVolume and its data source is ignored; set spec.storageClassName to the source's class ("fast")`)}},

@@ -34,7 +34,7 @@ var DefaultActions = map[Rule]Action{
 	RuleTemplateAPIGroup: Deny, // the apiserver rejects it whatever the policy says
 	RuleMissingSource:    Warn,
 	RuleCloneSize:        Deny,
-	RuleCloneCapacity:    Deny, // a policy sets warn for drivers that shrink clones
+	RuleCloneCapacity:    Warn, // drivers that round the clone up provision it (measured); deny where yours refuses
 	RuleSourceNotBound:   Warn,
 	RuleSourceDeleting:   Deny,
 	RuleStorageClass:     Deny,
