@@ -240,7 +240,16 @@ func (o *serveOptions) run(stop context.Context) error {
 	// Every live read of a review goes through one limit, so that no review,
 	// and no flood of them, turns into a flood of apiserver requests.
 	live := webhook.NewLimitedReader(mgr.GetAPIReader(), webhook.MaxLiveReadsInFlight)
-	lookup := &webhook.SourceLookup{Cache: mgr.GetCache(), Live: live, Claims: claims, Mapper: mgr.GetRESTMapper()}
+	// Snapshots, their contents and populators: informers started once
+	// their APIs are served (CRDs may come later than clonegate).
+	sources, err := webhook.NewSourceInformers(cfg)
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(manager.RunnableFunc(sources.Run)); err != nil {
+		return err
+	}
+	lookup := &webhook.SourceLookup{Sources: sources, Cache: mgr.GetCache(), Live: live, Claims: claims, Mapper: mgr.GetRESTMapper()}
 	grants := &webhook.GrantLookup{Live: live, Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper()}
 	// The tests build these very handlers (webhook.NewHandlers) to fuzz them.
 	hooks := webhook.NewHandlers(webhook.Config{Policy: policy, Facts: lookup, Metrics: m, Grants: grants})
@@ -266,6 +275,9 @@ func (o *serveOptions) run(stop context.Context) error {
 		defer cancel()
 		if !claims.HasSynced() {
 			return errors.New("claim index not synced yet")
+		}
+		if !sources.HasSynced() {
+			return errors.New("snapshot and populator informers not synced yet")
 		}
 		if !mgr.GetCache().WaitForCacheSync(ctx) {
 			return errors.New("source cache not synced yet")

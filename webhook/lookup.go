@@ -51,6 +51,9 @@ type SourceLookup struct {
 	}
 	// Mapper tells whether any API serves a populator's kind; may be nil.
 	Mapper meta.RESTMapper
+	// Sources holds snapshots, their contents and populators once their
+	// APIs are served; nil reads them all live.
+	Sources *SourceInformers
 }
 
 // Facts gathers the objects the rules read for a claim in namespace.
@@ -163,7 +166,7 @@ func defaultClass(classes []storagev1.StorageClass) *storagev1.StorageClass {
 func (l *SourceLookup) snapshot(ctx context.Context, namespace, name string, facts *rules.Facts) (snap *rules.Snapshot, served bool, err error) {
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(snapshotGVK)
-	err = l.Live.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, u)
+	err = l.readSource(ctx, client.ObjectKey{Namespace: namespace, Name: name}, u, snapshotComplete)
 	switch {
 	case meta.IsNoMatchError(err):
 		return nil, false, nil
@@ -196,7 +199,7 @@ func (l *SourceLookup) content(ctx context.Context, name string, snap *rules.Sna
 	c := &unstructured.Unstructured{}
 	c.SetGroupVersionKind(snapshotContentGVK)
 	what := fmt.Sprintf("VolumeSnapshotContent %q", name)
-	if err := l.Live.Get(ctx, client.ObjectKey{Name: name}, c); err != nil {
+	if err := l.readSource(ctx, client.ObjectKey{Name: name}, c, contentComplete); err != nil {
 		unread(facts, rules.FactContent, what, err)
 		return
 	}
@@ -228,6 +231,9 @@ func (l *SourceLookup) kindServed(src rules.Source) *bool {
 // populatorKnown reports whether a VolumePopulator registers src's kind; nil
 // when the cluster has no VolumePopulator API to ask, or it cannot be read.
 func (l *SourceLookup) populatorKnown(ctx context.Context, src rules.Source, facts *rules.Facts) *bool {
+	if cached, ok := l.Sources.List(populatorListGVK); ok && registers(cached, src) {
+		return ptrTo(true)
+	}
 	list := &unstructured.UnstructuredList{}
 	list.SetGroupVersionKind(populatorListGVK)
 	if err := l.Live.List(ctx, list); meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
@@ -236,6 +242,7 @@ func (l *SourceLookup) populatorKnown(ctx context.Context, src rules.Source, fac
 		unread(facts, rules.FactPopulators, "VolumePopulators", err)
 		return nil
 	}
+	l.Sources.Served(populatorListGVK)
 	known := false
 	for _, p := range list.Items {
 		group, _, _ := unstructured.NestedString(p.Object, "sourceKind", "group")
@@ -260,6 +267,51 @@ func unread(facts *rules.Facts, fact rules.Fact, what string, err error) {
 		why = "it does not exist"
 	}
 	facts.Unread = append(facts.Unread, rules.Unread{Fact: fact, Why: what + ": " + why})
+}
+
+// readSource reads a snapshot or content into u (its GVK set): from the
+// informer when it holds one that complete accepts, otherwise live — a miss,
+// or an object the cache may hold in an older state (a snapshot not ready
+// yet), since a stale answer there would be a false warning or denial. What
+// it returns from the cache is shared with it: read it, never modify it.
+func (l *SourceLookup) readSource(ctx context.Context, key client.ObjectKey, u *unstructured.Unstructured, complete func(*unstructured.Unstructured) bool) error {
+	gvk := u.GroupVersionKind()
+	if cached, ok := l.Sources.Get(gvk, key); ok && complete(cached) {
+		u.Object = cached.Object
+		return nil
+	}
+	err := l.Live.Get(ctx, key, u)
+	if err == nil || apierrors.IsNotFound(err) {
+		l.Sources.Served(gvk)
+	}
+	return err
+}
+
+// snapshotComplete accepts a cached snapshot that no rule could find fault
+// with for its state: ready, sized, bound to a content, not being deleted.
+func snapshotComplete(u *unstructured.Unstructured) bool {
+	ready, _, _ := unstructured.NestedBool(u.Object, "status", "readyToUse")
+	_, sized, _ := unstructured.NestedFieldNoCopy(u.Object, "status", "restoreSize")
+	content, _, _ := unstructured.NestedString(u.Object, "status", "boundVolumeSnapshotContentName")
+	return ready && sized && content != "" && u.GetDeletionTimestamp() == nil
+}
+
+// contentComplete accepts a cached content that names its driver.
+func contentComplete(u *unstructured.Unstructured) bool {
+	driver, _, _ := unstructured.NestedString(u.Object, "spec", "driver")
+	return driver != ""
+}
+
+// registers reports whether one of populators registers src's kind.
+func registers(populators []*unstructured.Unstructured, src rules.Source) bool {
+	for _, p := range populators {
+		group, _, _ := unstructured.NestedString(p.Object, "sourceKind", "group")
+		kind, _, _ := unstructured.NestedString(p.Object, "sourceKind", "kind")
+		if group == src.APIGroup && kind == src.Kind {
+			return true
+		}
+	}
+	return false
 }
 
 func quantityOf(v any) (*resource.Quantity, error) {

@@ -88,6 +88,9 @@ func TestAgreementMatrix(t *testing.T) {
 	table := render(runs)
 	t.Logf("agreement matrix (%s):\n%s", time.Since(start).Round(time.Second), table)
 	if os.Getenv("CLONEGATE_MATRIX_WRITE") != "" {
+		if t.Failed() {
+			t.Fatal("CLONEGATE_MATRIX_WRITE: a failing matrix is not written")
+		}
 		if only.String() != "" {
 			t.Fatalf("CLONEGATE_MATRIX_WRITE writes the whole matrix: unset CLONEGATE_MATRIX_ROWS")
 		}

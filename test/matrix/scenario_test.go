@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -194,42 +195,18 @@ func (s *scenario) snapshot(name, src, class string) error {
 
 // deleting puts a finalizer of the test's on an object and deletes it, so it stays "being deleted".
 func (s *scenario) deleting(obj client.Object) error {
-	if err := s.c.client.Get(s.ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
-		return err
-	}
-	obj.SetFinalizers(append(obj.GetFinalizers(), "matrix.clonegate.dev/hold"))
-	if err := s.c.client.Update(s.ctx, obj); err != nil {
+	// The controllers update the object too: read it again on a conflict.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := s.c.client.Get(s.ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		obj.SetFinalizers(append(obj.GetFinalizers(), "matrix.clonegate.dev/hold"))
+		return s.c.client.Update(s.ctx, obj)
+	})
+	if err != nil {
 		return err
 	}
 	return s.c.client.Delete(s.ctx, obj)
-}
-
-// release removes the test's finalizers from the row's objects, so the namespace can go.
-func (s *scenario) release() {
-	var claims corev1.PersistentVolumeClaimList
-	_ = s.c.client.List(s.ctx, &claims, client.InNamespace(s.ns))
-	for i := range claims.Items {
-		s.unhold(&claims.Items[i])
-	}
-	snaps := &unstructured.UnstructuredList{}
-	snaps.SetGroupVersionKind(snapshotGVK.GroupVersion().WithKind("VolumeSnapshotList"))
-	_ = s.c.client.List(s.ctx, snaps, client.InNamespace(s.ns))
-	for i := range snaps.Items {
-		s.unhold(&snaps.Items[i])
-	}
-}
-
-func (s *scenario) unhold(obj client.Object) {
-	var keep []string
-	for _, f := range obj.GetFinalizers() {
-		if f != "matrix.clonegate.dev/hold" {
-			keep = append(keep, f)
-		}
-	}
-	if len(keep) != len(obj.GetFinalizers()) {
-		obj.SetFinalizers(keep)
-		_ = s.c.client.Update(s.ctx, obj)
-	}
 }
 
 // staticVolume creates a PersistentVolume bound in advance to claim name, the way an administrator
