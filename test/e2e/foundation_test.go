@@ -90,7 +90,7 @@ func TestCloneSize(t *testing.T) {
 		{"larger is admitted", "5Gi", "5Gi", "6Gi", false, nil},
 		// The provisioner compares requests only; the driver may refuse it (clone-capacity warns).
 		{"a source whose volume is larger than its request warns", "5Gi", "10Gi", "5Gi", false,
-			[]string{"Warning:", "is smaller than the 10Gi volume of", `source PersistentVolumeClaim "src"`, "request 10Gi to be sure"}},
+			[]string{"Warning:", "must be at least 10Gi, the capacity of", `source PersistentVolumeClaim "src"`, "request 10Gi or more"}},
 		{"a source bound to a smaller volume counts its request", "10G", "5Gi", "9G", true, []string{"must be at least 10G"}},
 	}
 	eachGate(t, func(t *testing.T, e *env) {
