@@ -259,7 +259,7 @@ func (o *serveOptions) run(stop context.Context) error {
 	if err := mgr.Add(manager.RunnableFunc(sources.Run)); err != nil {
 		return err
 	}
-	lookup := &webhook.SourceLookup{Sources: sources, Cache: mgr.GetCache(), Live: live, Claims: claims}
+	lookup := &webhook.SourceLookup{Sources: sources, Cache: mgr.GetCache(), Live: live, Claims: claims, Mapper: mgr.GetRESTMapper()}
 	grants := &webhook.GrantLookup{Live: live, Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper()}
 	// The tests build these very handlers (webhook.NewHandlers) to fuzz them.
 	hooks := webhook.NewHandlers(webhook.Config{Policy: policy, Facts: lookup, Metrics: m, Grants: grants})
