@@ -94,7 +94,7 @@ BENCHSTAT := go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6
 BENCH_GO  := go test -run '^$$' -bench . -benchmem -count 6 ./webhook/
 
 .PHONY: bench
-bench: tools build ## Measure clonegate against a null webhook and no webhook (about 3 min); prints a table, writes bench/results.json.
+bench: tools build ## Measure clonegate against a null webhook and no webhook (about 5 min); prints a table, writes bench/results.json.
 	go run ./hack/bench --clonegate bin/clonegate --out bench/results.json
 
 .PHONY: bench-go
