@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -147,9 +148,20 @@ func (l *SourceLookup) snapshot(ctx context.Context, namespace, name string) (sn
 		if err := l.Live.Get(ctx, client.ObjectKey{Name: content}, c); err != nil && !apierrors.IsNotFound(err) {
 			return nil, true, err
 		}
-		snap.Driver, _, _ = unstructured.NestedString(c.Object, "spec", "driver")
+		contentFacts(snap, c)
 	}
 	return snap, true, nil
+}
+
+// contentFacts reads what a restore depends on from a snapshot's VolumeSnapshotContent.
+func contentFacts(snap *rules.Snapshot, c *unstructured.Unstructured) {
+	snap.Driver, _, _ = unstructured.NestedString(c.Object, "spec", "driver")
+	if m, _, _ := unstructured.NestedString(c.Object, "spec", "sourceVolumeMode"); m != "" {
+		mode := corev1.PersistentVolumeMode(m)
+		snap.SourceVolumeMode = &mode
+	}
+	// As external-provisioner parses it: anything but a true boolean keeps the mode.
+	snap.AllowVolumeModeChange, _ = strconv.ParseBool(c.GetAnnotations()[rules.AnnAllowVolumeModeChange])
 }
 
 // populatorKnown reports whether a VolumePopulator registers src's kind; nil

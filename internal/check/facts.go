@@ -3,6 +3,7 @@ package check
 import (
 	"errors"
 	"fmt"
+	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -154,6 +155,10 @@ func (x *index) snapshot(namespace, name string) *rules.Snapshot {
 	}
 	if c := x.contents[content]; c != nil {
 		snap.Driver, _, _ = unstructured.NestedString(c.Object, "spec", "driver")
+		if m, _, _ := unstructured.NestedString(c.Object, "spec", "sourceVolumeMode"); m != "" {
+			snap.SourceVolumeMode = ptr(corev1.PersistentVolumeMode(m))
+		}
+		snap.AllowVolumeModeChange, _ = strconv.ParseBool(c.GetAnnotations()[rules.AnnAllowVolumeModeChange])
 	}
 	return snap
 }

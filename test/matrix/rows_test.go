@@ -322,7 +322,7 @@ var rows = []row{
 	{id: "restore-block", name: "Block restore of a Block volume's snapshot", rule: "volume-mode", gates: off,
 		setup: srcAndSnapshot(claimOpts{block: true}, snapClass), claim: clone(claimOpts{block: true}, snapKind, snapGroup, "snap"),
 		without: want{result: boundData}, with: want{result: boundData}},
-	{id: "restore-block-of-fs", known: "issue 9", name: "Block restore of a Filesystem volume's snapshot", rule: "volume-mode", gates: off,
+	{id: "restore-block-of-fs", name: "Block restore of a Filesystem volume's snapshot", rule: "volume-mode", gates: off,
 		setup: srcAndSnapshot(claimOpts{}, snapClass), claim: clone(claimOpts{block: true}, snapKind, snapGroup, "snap"),
 		without: want{result: pending, event: ready}, with: want{result: denied, rule: "volume-mode"}},
 	{id: "restore-class-empty", name: `restore with storageClassName ""`, rule: "storage-class", gates: off,

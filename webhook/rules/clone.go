@@ -40,7 +40,15 @@ type Snapshot struct {
 	RestoreSize *resource.Quantity
 	// Driver is the CSI driver of its VolumeSnapshotContent; empty when unknown.
 	Driver string
+	// SourceVolumeMode is the mode of the volume it was taken of (its content's
+	// spec.sourceVolumeMode); nil when unknown.
+	SourceVolumeMode *corev1.PersistentVolumeMode
+	// AllowVolumeModeChange is its content's AnnAllowVolumeModeChange, parsed.
+	AllowVolumeModeChange bool
 }
+
+// AnnAllowVolumeModeChange on a VolumeSnapshotContent lets a restore change the volume mode.
+const AnnAllowVolumeModeChange = "snapshot.storage.kubernetes.io/allow-volume-mode-change"
 
 // ValidateSource judges a claim against the object it is filled from. It
 // returns one finding per mistake; a Policy decides which deny.
@@ -126,6 +134,13 @@ func validateRestore(src Source, spec *corev1.PersistentVolumeClaimSpec, facts F
 	}
 	if f, ok := emptyClass(spec, src); ok {
 		out = append(out, f)
+	}
+	// external-provisioner (--prevent-volume-mode-conversion, on by default) refuses a restore in
+	// the other mode unless the content allows it.
+	if m := snap.SourceVolumeMode; m != nil && !snap.AllowVolumeModeChange && *m != volumeMode(spec.VolumeMode) {
+		out = append(out, finding(RuleVolumeMode, specPath.Child("volumeMode"), string(volumeMode(spec.VolumeMode)), fmt.Sprintf(
+			"VolumeSnapshot %q was taken of a %s volume; the provisioner restores it only as %s unless its VolumeSnapshotContent "+
+				"is annotated %s: \"true\": set spec.volumeMode to %s", src.Name, *m, *m, AnnAllowVolumeModeChange, *m)))
 	}
 	if facts.Class != nil && snap.Driver != "" && snap.Driver != facts.Class.Provisioner {
 		out = append(out, driverMismatch(spec, facts.Class, fmt.Sprintf("VolumeSnapshot %q was taken by CSI driver %q", src.Name, snap.Driver)))

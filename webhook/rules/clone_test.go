@@ -37,6 +37,13 @@ func restoreOf(name string) func(*corev1.PersistentVolumeClaimSpec) {
 
 func block(s *corev1.PersistentVolumeClaimSpec) { s.VolumeMode = ptr(corev1.PersistentVolumeBlock) }
 
+// withMode is snap taken of a volume in mode, its content allowing a mode change or not.
+func withMode(snap *Snapshot, mode corev1.PersistentVolumeMode, allow bool) *Snapshot {
+	c := *snap
+	c.SourceVolumeMode, c.AllowVolumeModeChange = &mode, allow
+	return &c
+}
+
 // bound is a source claim of request, bound with capacity (Pending when empty).
 func bound(request, capacity string, opts ...func(*corev1.PersistentVolumeClaim)) *corev1.PersistentVolumeClaim {
 	c := &corev1.PersistentVolumeClaim{
@@ -229,6 +236,31 @@ func TestValidateSource(t *testing.T) {
 	}, {
 		name:  "admits a restore from a ready snapshot",
 		spec:  claim("5Gi", restoreOf("nightly")),
+		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: ready, Class: fast},
+	}, {name: "rejects a Block restore of a snapshot of a Filesystem volume",
+		spec:  claim("5Gi", restoreOf("nightly"), block),
+		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: withMode(ready, corev1.PersistentVolumeFilesystem, false), Class: fast},
+		want: []Finding{{RuleVolumeMode, field.Invalid(field.NewPath("spec", "volumeMode"), "Block",
+			`VolumeSnapshot "nightly" was taken of a Filesystem volume; the provisioner restores it only as Filesystem unless its VolumeSnapshotContent `+
+				`is annotated snapshot.storage.kubernetes.io/allow-volume-mode-change: "true": set spec.volumeMode to Filesystem`)}},
+	}, {
+		name:  "rejects a Filesystem restore (the default mode) of a snapshot of a Block volume",
+		spec:  claim("5Gi", restoreOf("nightly")),
+		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: withMode(ready, corev1.PersistentVolumeBlock, false), Class: fast},
+		want: []Finding{{RuleVolumeMode, field.Invalid(field.NewPath("spec", "volumeMode"), "Filesystem",
+			`VolumeSnapshot "nightly" was taken of a Block volume; the provisioner restores it only as Block unless its VolumeSnapshotContent `+
+				`is annotated snapshot.storage.kubernetes.io/allow-volume-mode-change: "true": set spec.volumeMode to Block`)}},
+	}, {
+		name:  "admits a restore in the other mode when the content allows the change",
+		spec:  claim("5Gi", restoreOf("nightly"), block),
+		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: withMode(ready, corev1.PersistentVolumeFilesystem, true), Class: fast},
+	}, {
+		name:  "admits a Block restore of a snapshot of a Block volume",
+		spec:  claim("5Gi", restoreOf("nightly"), block),
+		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: withMode(ready, corev1.PersistentVolumeBlock, false), Class: fast},
+	}, {
+		name:  "says nothing of the mode when the content does not record it",
+		spec:  claim("5Gi", restoreOf("nightly"), block),
 		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: ready, Class: fast},
 	}, {
 		name:  "skips restores where the cluster has no snapshot API",
