@@ -240,7 +240,7 @@ func (o *serveOptions) run(stop context.Context) error {
 	// Every live read of a review goes through one limit, so that no review,
 	// and no flood of them, turns into a flood of apiserver requests.
 	live := webhook.NewLimitedReader(mgr.GetAPIReader(), webhook.MaxLiveReadsInFlight)
-	lookup := &webhook.SourceLookup{Cache: mgr.GetCache(), Live: live, Claims: claims}
+	lookup := &webhook.SourceLookup{Cache: mgr.GetCache(), Live: live, Claims: claims, Mapper: mgr.GetRESTMapper()}
 	grants := &webhook.GrantLookup{Live: live, Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper()}
 	// The tests build these very handlers (webhook.NewHandlers) to fuzz them.
 	hooks := webhook.NewHandlers(webhook.Config{Policy: policy, Facts: lookup, Metrics: m, Grants: grants})

@@ -37,6 +37,9 @@ type SourceLookup struct {
 	Claims interface {
 		Claim(namespace, name string) (*corev1.PersistentVolumeClaim, bool)
 	}
+	// Mapper says which kinds the cluster serves; nil: unknown, and the
+	// unknown-populator rule needs a VolumePopulator API instead.
+	Mapper meta.RESTMapper
 }
 
 // Facts gathers the objects the rules read for a claim in namespace.
@@ -164,12 +167,20 @@ func contentFacts(snap *rules.Snapshot, c *unstructured.Unstructured) {
 	snap.AllowVolumeModeChange, _ = strconv.ParseBool(c.GetAnnotations()[rules.AnnAllowVolumeModeChange])
 }
 
-// populatorKnown reports whether a VolumePopulator registers src's kind; nil
-// when the cluster has no VolumePopulator API to ask.
+// populatorKnown reports whether a VolumePopulator registers src's kind. Without
+// a VolumePopulator API it is false for a kind no API serves, nil (unknown) otherwise.
 func (l *SourceLookup) populatorKnown(ctx context.Context, src rules.Source) (*bool, error) {
 	list := &unstructured.UnstructuredList{}
 	list.SetGroupVersionKind(populatorListGVK)
 	if err := l.Live.List(ctx, list); meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
+		// No VolumePopulator API to ask; a kind that no API serves is still never filled.
+		if l.Mapper == nil {
+			return nil, nil
+		}
+		if _, err := l.Mapper.RESTMapping(schema.GroupKind{Group: src.APIGroup, Kind: src.Kind}); meta.IsNoMatchError(err) {
+			known := false
+			return &known, nil
+		}
 		return nil, nil
 	} else if err != nil {
 		return nil, err

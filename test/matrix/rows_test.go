@@ -333,7 +333,7 @@ var rows = []row{
 		without: want{result: pending, event: external}, with: want{result: denied, rule: "driver-mismatch"}},
 
 	// Populators and plain claims.
-	{id: "populator-ref", known: "issue 9", name: "dataSourceRef to a kind no API serves", rule: "unknown-populator", gates: off,
+	{id: "populator-ref", name: "dataSourceRef to a kind no API serves", rule: "unknown-populator", gates: off,
 		claim:   ref(claimOpts{}, "Widget", str("example.com"), "w", ""),
 		without: want{result: pending}, with: want{result: pending, rule: "unknown-populator"}},
 	{id: "populator-in-datasource", name: "a populator kind in dataSource", rule: "dropped-source", gates: both,
