@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"errors"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
@@ -408,8 +409,18 @@ func (s claimStore) Replace(items []any, rv string) error {
 	s.x.releaseAll(old)
 	s.Bookmark(rv)
 	s.x.synced.Store(true)
+	if s.x.Len() >= bigList {
+		// The list's pages are garbage now: return their memory to the OS
+		// at once, not over minutes, so that RSS — what a memory limit sees
+		// — is what the index holds.
+		go debug.FreeOSMemory()
+	}
 	return nil
 }
+
+// bigList is the size of a list after which its garbage is returned to the
+// OS at once.
+const bigList = 10000
 
 func (s claimStore) Resync() error { return nil }
 

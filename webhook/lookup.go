@@ -40,6 +40,9 @@ type SourceLookup struct {
 	// Mapper says which kinds the cluster serves; nil: unknown, and the
 	// unknown-populator rule needs a VolumePopulator API instead.
 	Mapper meta.RESTMapper
+	// Sources holds snapshots, their contents and populators once their
+	// APIs are served; nil reads them all live.
+	Sources *SourceInformers
 }
 
 // Facts gathers the objects the rules read for a claim in namespace.
@@ -127,7 +130,7 @@ func defaultClass(ctx context.Context, r client.Reader) (*storagev1.StorageClass
 func (l *SourceLookup) snapshot(ctx context.Context, namespace, name string) (snap *rules.Snapshot, served bool, err error) {
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(snapshotGVK)
-	err = l.Live.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, u)
+	err = l.readSource(ctx, client.ObjectKey{Namespace: namespace, Name: name}, u, snapshotComplete)
 	switch {
 	case meta.IsNoMatchError(err):
 		return nil, false, nil
@@ -148,7 +151,7 @@ func (l *SourceLookup) snapshot(ctx context.Context, namespace, name string) (sn
 	if content, _, _ := unstructured.NestedString(u.Object, "status", "boundVolumeSnapshotContentName"); content != "" {
 		c := &unstructured.Unstructured{}
 		c.SetGroupVersionKind(snapshotContentGVK)
-		if err := l.Live.Get(ctx, client.ObjectKey{Name: content}, c); err != nil && !apierrors.IsNotFound(err) {
+		if err := l.readSource(ctx, client.ObjectKey{Name: content}, c, contentComplete); err != nil && !apierrors.IsNotFound(err) {
 			return nil, true, err
 		}
 		contentFacts(snap, c)
@@ -170,6 +173,10 @@ func contentFacts(snap *rules.Snapshot, c *unstructured.Unstructured) {
 // populatorKnown reports whether a VolumePopulator registers src's kind. Without
 // a VolumePopulator API it is false for a kind no API serves, nil (unknown) otherwise.
 func (l *SourceLookup) populatorKnown(ctx context.Context, src rules.Source) (*bool, error) {
+	if cached, ok := l.Sources.List(populatorListGVK); ok && registers(cached, src) {
+		known := true
+		return &known, nil
+	}
 	list := &unstructured.UnstructuredList{}
 	list.SetGroupVersionKind(populatorListGVK)
 	if err := l.Live.List(ctx, list); meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
@@ -185,6 +192,7 @@ func (l *SourceLookup) populatorKnown(ctx context.Context, src rules.Source) (*b
 	} else if err != nil {
 		return nil, err
 	}
+	l.Sources.Served(populatorListGVK)
 	known := false
 	for _, p := range list.Items {
 		group, _, _ := unstructured.NestedString(p.Object, "sourceKind", "group")
@@ -194,6 +202,51 @@ func (l *SourceLookup) populatorKnown(ctx context.Context, src rules.Source) (*b
 		}
 	}
 	return &known, nil
+}
+
+// readSource reads a snapshot or content into u (its GVK set): from the
+// informer when it holds one that complete accepts, otherwise live — a miss,
+// or an object the cache may hold in an older state (a snapshot not ready
+// yet), since a stale answer there would be a false warning or denial. What
+// it returns from the cache is shared with it: read it, never modify it.
+func (l *SourceLookup) readSource(ctx context.Context, key client.ObjectKey, u *unstructured.Unstructured, complete func(*unstructured.Unstructured) bool) error {
+	gvk := u.GroupVersionKind()
+	if cached, ok := l.Sources.Get(gvk, key); ok && complete(cached) {
+		u.Object = cached.Object
+		return nil
+	}
+	err := l.Live.Get(ctx, key, u)
+	if err == nil || apierrors.IsNotFound(err) {
+		l.Sources.Served(gvk)
+	}
+	return err
+}
+
+// snapshotComplete accepts a cached snapshot that no rule could find fault
+// with for its state: ready, sized, bound to a content, not being deleted.
+func snapshotComplete(u *unstructured.Unstructured) bool {
+	ready, _, _ := unstructured.NestedBool(u.Object, "status", "readyToUse")
+	_, sized, _ := unstructured.NestedFieldNoCopy(u.Object, "status", "restoreSize")
+	content, _, _ := unstructured.NestedString(u.Object, "status", "boundVolumeSnapshotContentName")
+	return ready && sized && content != "" && u.GetDeletionTimestamp() == nil
+}
+
+// contentComplete accepts a cached content that names its driver.
+func contentComplete(u *unstructured.Unstructured) bool {
+	driver, _, _ := unstructured.NestedString(u.Object, "spec", "driver")
+	return driver != ""
+}
+
+// registers reports whether one of populators registers src's kind.
+func registers(populators []*unstructured.Unstructured, src rules.Source) bool {
+	for _, p := range populators {
+		group, _, _ := unstructured.NestedString(p.Object, "sourceKind", "group")
+		kind, _, _ := unstructured.NestedString(p.Object, "sourceKind", "kind")
+		if group == src.APIGroup && kind == src.Kind {
+			return true
+		}
+	}
+	return false
 }
 
 func quantityOf(v any) (*resource.Quantity, error) {

@@ -35,17 +35,23 @@ func (v *CloneValidator) ValidateCreate(ctx context.Context, claim *corev1.Persi
 	if v.Policy.Exempt(claim.Namespace) {
 		return nil, nil
 	}
-	if _, ok := rules.SourceOf(claim.Namespace, &claim.Spec); !ok {
+	src, ok := rules.SourceOf(claim.Namespace, &claim.Spec)
+	if !ok {
 		return nil, nil
 	}
+	// Answer (fail closed, saying why) before the apiserver gives up on us.
+	ctx, cancel := context.WithTimeout(ctx, ReviewDeadline)
+	defer cancel()
 	// A source in another namespace is read only when granted to the
 	// requester; otherwise the cross-namespace finding is the whole answer.
 	// (The mutating webhook denied it already; a review sent here directly
 	// must not learn more.)
 	var crossNamespace []rules.Finding
-	for _, f := range rules.MutateSource(claim.Namespace, claim.Spec.DeepCopy(), v.Policy.Groups()).Findings {
-		if f.Rule == rules.RuleCrossNamespace {
-			crossNamespace = append(crossNamespace, f)
+	if src.Namespace != claim.Namespace { // only then is there a finding to copy
+		for _, f := range rules.MutateSource(claim.Namespace, claim.Spec.DeepCopy(), v.Policy.Groups()).Findings {
+			if f.Rule == rules.RuleCrossNamespace {
+				crossNamespace = append(crossNamespace, f)
+			}
 		}
 	}
 	crossNamespace, judge, err := rules.GuardNamespace(claim.Namespace, &claim.Spec, crossNamespace, grantOf(ctx, v.Policy, v.Grants, claim.Namespace))

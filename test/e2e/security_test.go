@@ -174,8 +174,13 @@ func TestRBACLeastPrivilege(t *testing.T) {
 		{"list", storage, "storageclasses", "", "", true},
 		{"watch", storage, "storageclasses", "", "", true},
 		{"get", snap, "volumesnapshots", "apps", "nightly", true},
+		{"list", snap, "volumesnapshots", all, "", true},
+		{"watch", snap, "volumesnapshots", all, "", true},
 		{"get", snap, "volumesnapshotcontents", "", "c", true},
+		{"list", snap, "volumesnapshotcontents", "", "", true},
+		{"watch", snap, "volumesnapshotcontents", "", "", true},
 		{"list", "populator.storage.k8s.io", "volumepopulators", "", "", true},
+		{"watch", "populator.storage.k8s.io", "volumepopulators", "", "", true},
 		{"list", "gateway.networking.k8s.io", "referencegrants", "apps", "", true},
 		{"create", authz, "subjectaccessreviews", "", "", true},
 		// Its own two webhook configurations, by name: inject, and watch for an emptied caBundle.
@@ -193,8 +198,6 @@ func TestRBACLeastPrivilege(t *testing.T) {
 
 		// Verbs it does not use.
 		{"get", core, "persistentvolumes", "", "pv", false},
-		{"list", snap, "volumesnapshots", all, "", false},
-		{"list", snap, "volumesnapshotcontents", "", "", false},
 		{"get", "gateway.networking.k8s.io", "referencegrants", "apps", "g", false},
 		{"patch", adm, "mutatingwebhookconfigurations", "", "clonegate-mutating", false},
 		{"patch", adm, "validatingwebhookconfigurations", "", "clonegate-validating", false},
@@ -205,7 +208,6 @@ func TestRBACLeastPrivilege(t *testing.T) {
 		{"delete", core, "persistentvolumeclaims", "apps", "src", false},
 		{"patch", core, "persistentvolumes", "", "pv", false},
 		{"create", snap, "volumesnapshots", "apps", "", false},
-		{"watch", snap, "volumesnapshots", all, "", false},
 		{"get", core, "secrets", "default", "any", false},
 		{"get", core, "secrets", "default", "clonegate-webhook-cert", false},
 		{"create", core, "secrets", "default", "", false},
