@@ -16,6 +16,8 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/clonegate/clonegate/webhook/rules"
 )
 
 // SourceInformers hold the restore and populator sources — VolumeSnapshots,
@@ -53,7 +55,7 @@ type sourceKind struct {
 // The fields each kind is trimmed to: every field SourceLookup reads of it.
 var (
 	snapshotFields  = [][]string{{"status", "readyToUse"}, {"status", "restoreSize"}, {"status", "boundVolumeSnapshotContentName"}}
-	contentFields   = [][]string{{"spec", "driver"}}
+	contentFields   = [][]string{{"spec", "driver"}, {"spec", "sourceVolumeMode"}, {"metadata", "annotations", rules.AnnAllowVolumeModeChange}}
 	populatorFields = [][]string{{"sourceKind"}}
 )
 
