@@ -171,7 +171,8 @@ func TestCloneValidatorHandle(t *testing.T) {
 		wh:   validator(knownFacts{Complete: true, SourceClaim: src}, &rules.Policy{}),
 		op:   admissionv1.Create, claim: pvc("1Gi", clone, nil),
 		code: http.StatusForbidden, causeFields: []string{"spec.resources.requests.storage"},
-		// The source has no class: also denied, as its own cause.
+		// The clone names no class and there is no default: a warning rides along.
+		warnings: 1,
 	}, {
 		name: "warns of a missing source and allows it",
 		wh:   validator(knownFacts{Complete: true}, &rules.Policy{}),

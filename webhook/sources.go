@@ -55,7 +55,7 @@ type sourceKind struct {
 // The fields each kind is trimmed to: every field SourceLookup reads of it.
 var (
 	snapshotFields  = [][]string{{"status", "readyToUse"}, {"status", "restoreSize"}, {"status", "boundVolumeSnapshotContentName"}}
-	contentFields   = [][]string{{"spec", "driver"}, {"spec", "sourceVolumeMode"}, {"metadata", "annotations", rules.AnnAllowVolumeModeChange}}
+	contentFields   = [][]string{{"spec", "driver"}, {"spec", "sourceVolumeMode"}, {"metadata", "annotations", rules.AllowVolumeModeChangeAnnotation}}
 	populatorFields = [][]string{{"sourceKind"}}
 )
 

@@ -171,7 +171,7 @@ func TestFaultAPIServerRestarted(t *testing.T) {
 	}
 	waitFor(t, "the expanded source to be judged by its new size", func() bool {
 		r := e.apply(t, ns, cloneYAML("c2", "before", "2Gi"), "--dry-run=server")
-		return r.Code == 0 && strings.Contains(r.Output(), "is smaller than the 10Gi volume")
+		return r.Code == 0 && strings.Contains(r.Output(), "must be at least 10Gi, the capacity of source")
 	})
 	t.Logf("FIGURES apiserver restart: a change made after the restart judged by clonegate %v after kube-apiserver was back", time.Since(restarted).Round(time.Millisecond))
 	if !e.Server.Ready() {

@@ -90,7 +90,7 @@ func TestCloneSize(t *testing.T) {
 		{"larger is admitted", "5Gi", "5Gi", "6Gi", false, nil},
 		// The provisioner compares requests only; the driver may refuse it (clone-capacity warns).
 		{"a source whose volume is larger than its request warns", "5Gi", "10Gi", "5Gi", false,
-			[]string{"Warning:", "is smaller than the 10Gi volume of", `source PersistentVolumeClaim "src"`, "request 10Gi to be sure"}},
+			[]string{"Warning:", "must be at least 10Gi, the capacity of", `source PersistentVolumeClaim "src"`, "request 10Gi or more"}},
 		{"a source bound to a smaller volume counts its request", "10G", "5Gi", "9G", true, []string{"must be at least 10G"}},
 	}
 	eachGate(t, func(t *testing.T, e *env) {
@@ -170,18 +170,15 @@ func TestUpdateOfCloneWhoseSourceIsGone(t *testing.T) {
 	})
 }
 
-func TestOtherSourceKindsLeftAlone(t *testing.T) {
+func TestOtherSourceKinds(t *testing.T) {
 	eachGate(t, func(t *testing.T, e *env) {
 		ns := e.namespace(t)
-		// A populator's kind that some API serves: no VolumePopulator API
-		// here, so nothing can be said about it.
-		r := e.apply(t, ns, claimYAML("populated", "  dataSourceRef: {apiGroup: apps, kind: StatefulSet, name: b}\n  resources: {requests: {storage: 1Gi}}\n"))
-		expect(t, r, 0, "created", "!Warning")
-		// A kind no API serves can never be filled (measured in the agreement
-		// matrix: Pending forever): a warning, kept as given.
-		r = e.apply(t, ns, claimYAML("never", "  dataSourceRef: {apiGroup: example.com, kind: Backup, name: b}\n  resources: {requests: {storage: 1Gi}}\n"))
-		expect(t, r, 0, "created", `Warning: spec.dataSourceRef.kind: Invalid value: "Backup": no VolumePopulator is registered for Backup.example.com`)
-		if got := e.get(t, ns, "never"); got.Spec.DataSourceRef == nil || got.Spec.DataSourceRef.Kind != "Backup" {
+		// A populator's kind with its group, which no API here serves: kept,
+		// with a warning that nothing will fill it (unknown-populator), even
+		// without the VolumePopulator API.
+		r := e.apply(t, ns, claimYAML("populated", "  dataSourceRef: {apiGroup: example.com, kind: Backup, name: b}\n  resources: {requests: {storage: 1Gi}}\n"))
+		expect(t, r, 0, "created", `Warning: spec.dataSourceRef.kind: Invalid value: "Backup": no API in the cluster serves Backup.example.com`)
+		if got := e.get(t, ns, "populated"); got.Spec.DataSourceRef == nil || got.Spec.DataSourceRef.Kind != "Backup" {
 			t.Errorf("stored dataSourceRef = %+v, want the Backup source kept", got.Spec.DataSourceRef)
 		}
 		// In dataSource the apiserver would drop it: denied (TestDroppedSources).

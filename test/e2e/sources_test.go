@@ -21,10 +21,10 @@ func TestSourcesFromInformers(t *testing.T) {
 	e.class(t, "csi-fast", "fast.csi.example.com")
 
 	crds := filepath.Join(root, "test", "e2e", "testdata", "crds")
-	expect(t, e.Kubectl("", "apply", "-f", crds), 0)
+	expect(t, e.Kubectl("", "apply", "-f", crds, "-f", filepath.Join(root, "test", "e2e", "testdata", "backup-crd")), 0)
 	expect(t, e.Kubectl("", "wait", "--for=condition=established", "--timeout=60s",
 		"crd/volumesnapshots.snapshot.storage.k8s.io", "crd/volumesnapshotcontents.snapshot.storage.k8s.io",
-		"crd/volumepopulators.populator.storage.k8s.io"), 0)
+		"crd/volumepopulators.populator.storage.k8s.io", "crd/backups.backup.example.com"), 0)
 	e.snapshot(t, ns, "ready", true, "5Gi", "fast.csi.example.com", false)
 	pop := &unstructured.Unstructured{}
 	pop.SetGroupVersionKind(populatorGVK)
