@@ -313,28 +313,62 @@ func (lw *claimListWatch) List(opts metav1.ListOptions) (runtime.Object, error) 
 	lw.x.releaseAll(lw.x.staged) // a list that failed half way
 	lw.x.staged = nil
 	lw.x.mu.Unlock()
+	// Collecting as the heap grows from nothing to the whole index would
+	// run a GC every few pages; the list's garbage is returned to the OS
+	// once it is done (see Replace).
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	byNS := map[string]map[string]claimFacts{}
-	// A consistent read, paged, whatever the reflector asked for.
-	opts.ResourceVersion, opts.ResourceVersionMatch, opts.Limit, opts.Continue = "", "", 500, ""
-	var page corev1.PersistentVolumeClaimList
-	for {
-		page = corev1.PersistentVolumeClaimList{}
-		if err := lw.rc.Get().Resource("persistentvolumeclaims").VersionedParams(&opts, metav1.ParameterCodec).Do(lw.ctx).Into(&page); err != nil {
+	// A consistent read, paged, whatever the reflector asked for; the next
+	// page is fetched while this one is indexed.
+	opts.ResourceVersion, opts.ResourceVersionMatch, opts.Limit, opts.Continue = "", "", listPage, ""
+	pages := make(chan pageOrError, 1)
+	ctx, cancel := context.WithCancel(lw.ctx)
+	defer cancel()
+	go lw.fetch(ctx, opts, pages)
+	var page *corev1.PersistentVolumeClaimList
+	for p := range pages {
+		if p.err != nil {
 			lw.x.releaseAll(byNS)
-			return nil, err
+			return nil, p.err
 		}
+		page = p.list
 		for i := range page.Items {
 			lw.x.add(byNS, &page.Items[i])
 		}
-		if page.Continue == "" {
-			break
-		}
-		opts.Continue = page.Continue
+	}
+	if page == nil {
+		return nil, lw.ctx.Err()
 	}
 	lw.x.mu.Lock()
 	lw.x.staged = byNS
 	lw.x.mu.Unlock()
 	return &corev1.PersistentVolumeClaimList{ListMeta: metav1.ListMeta{ResourceVersion: page.ResourceVersion}}, nil
+}
+
+// listPage is how many claims one page of the list carries.
+const listPage = 2000
+
+type pageOrError struct {
+	list *corev1.PersistentVolumeClaimList
+	err  error
+}
+
+// fetch sends the pages of a list to pages, then closes it.
+func (lw *claimListWatch) fetch(ctx context.Context, opts metav1.ListOptions, pages chan<- pageOrError) {
+	defer close(pages)
+	for {
+		page := &corev1.PersistentVolumeClaimList{}
+		err := lw.rc.Get().Resource("persistentvolumeclaims").VersionedParams(&opts, metav1.ParameterCodec).Do(ctx).Into(page)
+		select {
+		case pages <- pageOrError{page, err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil || page.Continue == "" {
+			return
+		}
+		opts.Continue = page.Continue
+	}
 }
 
 func (lw *claimListWatch) Watch(opts metav1.ListOptions) (watch.Interface, error) {
