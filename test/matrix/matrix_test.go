@@ -21,6 +21,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -149,6 +150,13 @@ func play(s *scenario, r row, expect want) (outcome, error) {
 		return o, err
 	}
 	o.findings = s.findings()
+	if o.result == denied || len(o.warnings) > 0 {
+		// clonegate logs before it answers, but its log reaches us through a pipe: wait for it.
+		_ = wait.PollUntilContextTimeout(s.ctx, 50*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+			o.findings = s.findings()
+			return len(o.findings) > 0, nil
+		})
+	}
 	if o.result == rejected || o.result == denied {
 		return o, nil
 	}

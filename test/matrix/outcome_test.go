@@ -86,7 +86,9 @@ func (o outcome) verdict() string {
 }
 
 // warned says whether clonegate said anything at apply: a warning, a defaulting, a denial.
-func (o outcome) warned() bool { return len(o.findings) > 0 || len(o.warnings) > 0 }
+func (o outcome) warned() bool {
+	return o.result == denied || len(o.findings) > 0 || len(o.warnings) > 0
+}
 
 // cell is the outcome in a table cell.
 func (o outcome) cell() string {
