@@ -85,12 +85,16 @@ run: tools build ## Start a local control plane with clonegate, apply config/sam
 test: tools ## Unit tests, then end-to-end tests against the real kube-apiserver and kubectl.
 	go test -count=1 ./...
 
+.PHONY: matrix
+matrix: tools ## Run the agreement matrix in the real pipeline and rewrite its table in README.md and docs/agreement-matrix.md.
+	CLONEGATE_MATRIX_WRITE=1 go test -count=1 -timeout 20m -run TestAgreementMatrix -v ./test/matrix/
+
 # benchstat, pinned; fetched by `go run` from the module proxy when first used.
 BENCHSTAT := go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 BENCH_GO  := go test -run '^$$' -bench . -benchmem -count 6 ./webhook/
 
 .PHONY: bench
-bench: tools build ## Measure clonegate against a null webhook and no webhook (about 3 min); prints a table, writes bench/results.json.
+bench: tools build ## Measure clonegate against a null webhook and no webhook (about 5 min); prints a table, writes bench/results.json.
 	go run ./hack/bench --clonegate bin/clonegate --out bench/results.json
 
 .PHONY: bench-go

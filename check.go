@@ -46,10 +46,9 @@ findings; sarif, SARIF 2.1.0 for code scanning; github, workflow commands that
 GitHub Actions shows as annotations; junit, a JUnit XML report.
 
 Exit status: 0 no denial, 1 some denial, 2 unreadable input or bad flags.`,
-		Example: `  clonegate check -f deploy/
+		Example: `  clonegate check -f deploy/ --policy clonegate-policy.yaml
   kustomize build overlays/prod | clonegate check -f -
-  clonegate check -f deploy/ -o sarif > clonegate.sarif
-  kubectl clonegate check -f deploy/ --policy clonegate-policy.yaml`,
+  clonegate check -f deploy/ -o sarif > clonegate.sarif`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.paths = append(o.paths, args...)
 			return o.run(cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr(), cmd.CommandPath())
@@ -103,6 +102,10 @@ func (o *checkOptions) run(stdin io.Reader, stdout, stderr io.Writer, name strin
 		err = offline.WriteJSON(stdout, report.Findings)
 	case "sarif":
 		err = offline.WriteSARIF(stdout, report.Findings, offline.Tool{Version: version, RuleDocs: offline.ParseRuleDocs(readme)})
+		if n := fromStdin(report.Findings); n > 0 {
+			fmt.Fprintf(stderr, "%s: %d %s from stdin %s no file to point at, and GitHub code scanning refuses results without one: for SARIF, check the files (-f DIR)\n",
+				name, n, plural(n, "finding", "findings"), plural(n, "has", "have"))
+		}
 	case "junit":
 		err = offline.WriteJUnit(stdout, report)
 	case "github":
@@ -119,4 +122,21 @@ func (o *checkOptions) run(stdin io.Reader, stdout, stderr io.Writer, name strin
 		return exitStatus(1)
 	}
 	return nil
+}
+
+func fromStdin(findings []offline.Finding) int {
+	n := 0
+	for _, f := range findings {
+		if f.File == offline.Stdin {
+			n++
+		}
+	}
+	return n
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

@@ -67,6 +67,13 @@ func TestCheckCommand(t *testing.T) {
 			td + `snapshot-no-group.yaml:40 PersistentVolumeClaim default/elsewhere: warning [api-group-default] spec.dataSource.apiGroup: defaulted to "snapshot.storage.k8s.io" for kind VolumeSnapshot: without it the apiserver drops the data source and the volume would be provisioned empty`,
 		},
 	}, {
+		name: "denies every data source the apiserver would drop, with its fix",
+		args: []string{"-f", td + "dropped.yaml"}, code: 1,
+		stdout: []string{
+			td + `dropped.yaml:9 PersistentVolumeClaim default/clone-v1: denied [dropped-source] spec.dataSource.apiGroup: Invalid value: "v1": the apiserver keeps a dataSource only as a PersistentVolumeClaim (core group) or a VolumeSnapshot (snapshot.storage.k8s.io) and would silently drop this one, provisioning an empty volume instead of your data: a PersistentVolumeClaim is in the core group: remove apiGroup`,
+			td + `dropped.yaml:23 PersistentVolumeClaim default/populated: denied [dropped-source] spec.dataSource.kind: Invalid value: "Backup": the apiserver keeps a dataSource only as a PersistentVolumeClaim (core group) or a VolumeSnapshot (snapshot.storage.k8s.io) and would silently drop this one, provisioning an empty volume instead of your data: a populator belongs in dataSourceRef: move this source to spec.dataSourceRef, with the apiGroup that serves Backup`,
+		},
+	}, {
 		name: "says nothing of a source that is not among the manifests",
 		args: []string{"-f", td + "missing-source.yaml"}, code: 0,
 		stderr: "1 object, 1 claim with a data source: 0 denied, 0 warnings",
@@ -143,10 +150,10 @@ func TestCheckJSON(t *testing.T) {
 	}
 	file := td + "undersized/clone.yaml"
 	want := []offline.Finding{{
-		File: file, Doc: 1, Line: 8, Kind: "PersistentVolumeClaim", Namespace: "default", Name: "small", Rule: "source-not-bound", Action: "warn",
+		File: file, Doc: 1, Line: 8, Column: 45, Kind: "PersistentVolumeClaim", Namespace: "default", Name: "small", Rule: "source-not-bound", Action: "warn",
 		Field: "spec.dataSource.name", Message: `Invalid value: "src": source PersistentVolumeClaim "src" is Pending, not Bound; the clone stays Pending until the source is bound to a volume`,
 	}, {
-		File: file, Doc: 1, Line: 9, Kind: "PersistentVolumeClaim", Namespace: "default", Name: "small", Rule: "clone-size", Action: "deny",
+		File: file, Doc: 1, Line: 9, Column: 26, Kind: "PersistentVolumeClaim", Namespace: "default", Name: "small", Rule: "clone-size", Action: "deny",
 		Field: "spec.resources.requests.storage", Message: `Invalid value: "1Gi": must be at least 5Gi, the size of source PersistentVolumeClaim "src"; request 5Gi or more`,
 	}}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -4,20 +4,39 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
 )
 
-// pluginName is the name under which kubectl runs clonegate as a plugin.
-const pluginName = "kubectl-clonegate"
+// The names under which kubectl runs clonegate: as the plugin, and as the
+// plugin's completion (kubectl __complete clonegate ARGS runs
+// kubectl_complete-clonegate ARGS).
+const (
+	pluginName     = "kubectl-clonegate"
+	completionName = "kubectl_complete-clonegate"
+)
+
+// invokedAs turns the program's name and arguments into the command's: as
+// kubectl's completion helper, clonegate answers cobra's __complete.
+func invokedAs(name string, args []string) (string, []string) {
+	name = strings.TrimSuffix(name, ".exe")
+	if name == completionName {
+		return pluginName, append([]string{cobra.ShellCompRequestCmd}, args...)
+	}
+	return name, args
+}
 
 // exitStatus ends a command with a status after it has said why (or had
 // nothing to say, as a check that found a denial).
 type exitStatus int
 
 func (s exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(s)) }
+
+// exampleProgram is "clonegate " starting a command in an example.
+var exampleProgram = regexp.MustCompile(`(?m)(^ *|\| )clonegate `)
 
 // usageError is a bad flag or argument: exit status 2, with a pointer to --help.
 type usageError struct{ error }
@@ -26,7 +45,7 @@ type usageError struct{ error }
 // as kubectl-clonegate, help and errors say "kubectl clonegate".
 func newCommand(name string, stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	display := "clonegate"
-	if strings.TrimSuffix(name, ".exe") == pluginName {
+	if name == pluginName {
 		display = "kubectl clonegate"
 	}
 	root := &cobra.Command{
@@ -53,6 +72,10 @@ rules over manifests offline, for CI (check).`,
 		Args:  noArgs,
 		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), versionString()) },
 	})
+	// Examples name the program as it was started.
+	for _, c := range root.Commands() {
+		c.Example = exampleProgram.ReplaceAllString(c.Example, "${1}"+display+" ")
+	}
 	return root
 }
 

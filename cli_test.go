@@ -89,15 +89,32 @@ func TestKubectlPlugin(t *testing.T) {
 		t.Errorf("kubectl plugin list (exit %d) does not list %s:\n%s", code, pluginName, stdout)
 	}
 	stdout, stderr, code := kubectlRun("clonegate", "check", "-f", td+"undersized", "-o", "github")
-	if code != 1 || !strings.Contains(stdout, "::error file="+td+"undersized/clone.yaml,line=9,title=clonegate clone-size::") {
+	if code != 1 || !strings.Contains(stdout, "::error file="+td+"undersized/clone.yaml,line=9,col=26,title=clonegate clone-size::") {
 		t.Errorf("kubectl clonegate check: exit %d, want 1 and a clone-size annotation; stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
 	if want := "kubectl clonegate check: 3 objects"; !strings.HasPrefix(stderr, want) {
 		t.Errorf("stderr %q, want it to start with %q", stderr, want)
 	}
+	// Completion: kubectl asks kubectl_complete-clonegate, the same binary.
+	if err := os.Symlink(bin, filepath.Join(plugins, completionName)); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, code = kubectlRun("__complete", "clonegate", "check", "-o", "")
+	if want := "text\njson\nsarif\ngithub\njunit\n:4\n"; code != 0 || stdout != want {
+		t.Errorf("kubectl __complete clonegate check -o '': exit %d, stdout %q, want %q", code, stdout, want)
+	}
+	stdout, _, code = kubectlRun("__complete", "clonegate", "")
+	if code != 0 || !strings.Contains(stdout, "check\t") || !strings.Contains(stdout, "serve\t") {
+		t.Errorf("kubectl __complete clonegate '': exit %d, stdout %q, want the commands", code, stdout)
+	}
+
 	stdout, _, code = kubectlRun("clonegate", "--help")
 	if code != 0 || !strings.Contains(stdout, "kubectl clonegate [command]") {
 		t.Errorf("kubectl clonegate --help: exit %d, want usage naming \"kubectl clonegate\":\n%s", code, stdout)
+	}
+	stdout, _, code = kubectlRun("clonegate", "check", "--help")
+	if code != 0 || !strings.Contains(stdout, "  kustomize build overlays/prod | kubectl clonegate check -f -\n") {
+		t.Errorf("kubectl clonegate check --help: exit %d, want examples naming \"kubectl clonegate\":\n%s", code, stdout)
 	}
 	_, stderr, code = kubectlRun("clonegate", "check", "--frobnicate")
 	if code != 2 || stderr != "kubectl clonegate check: unknown flag: --frobnicate\nRun 'kubectl clonegate check --help' for usage.\n" {

@@ -168,6 +168,19 @@ func TestSARIFStructure(t *testing.T) {
 	}
 }
 
+// GitHub refuses SARIF results without a file: from stdin, clonegate says so.
+func TestSARIFFromStdinWarns(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	undersized, _ := os.ReadFile(td + "undersized/clone.yaml")
+	run([]string{"check", "-o", "sarif", "-f", "-", "-f", td + "good/source.yaml"}, strings.NewReader(string(undersized)), &stdout, &stderr)
+	if want := "clonegate check: 2 findings from stdin have no file to point at"; !strings.HasPrefix(stderr.String(), want) {
+		t.Errorf("stderr %q, want it to start with %q", stderr.String(), want)
+	}
+	if strings.Contains(stdout.String(), `"locations"`) {
+		t.Errorf("results from stdin have locations:\n%s", stdout.String())
+	}
+}
+
 // The README's rules table describes every rule, for SARIF.
 func TestREADMEDescribesEveryRule(t *testing.T) {
 	docs := offline.ParseRuleDocs(readme)

@@ -14,7 +14,8 @@ import (
 var version = "dev"
 
 func main() {
-	os.Exit(execute(newCommand(filepath.Base(os.Args[0]), os.Stdin, os.Stdout, os.Stderr), os.Args[1:]))
+	name, args := invokedAs(filepath.Base(os.Args[0]), os.Args[1:])
+	os.Exit(execute(newCommand(name, os.Stdin, os.Stdout, os.Stderr), args))
 }
 
 // run runs clonegate with args (without the program name) and returns the

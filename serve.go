@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -30,7 +31,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/clonegate/clonegate/webhook"
 	"github.com/clonegate/clonegate/webhook/rules"
@@ -174,7 +174,16 @@ func signalContext() (ctx context.Context) {
 	return ctx
 }
 
+// defaultGCPercent is the GOGC clonegate serve runs with unless GOGC is set:
+// its live heap is small (the claim index) and its garbage short-lived
+// (reviews, watch events), so a lower target costs little CPU and keeps
+// the RSS a memory limit sees near the live heap.
+const defaultGCPercent = 50
+
 func (o *serveOptions) run(stop context.Context) error {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	zapOpts, err := o.logger()
 	if err != nil {
 		return err
@@ -241,7 +250,16 @@ func (o *serveOptions) run(stop context.Context) error {
 	// Every live read of a review goes through one limit, so that no review,
 	// and no flood of them, turns into a flood of apiserver requests.
 	live := webhook.NewLimitedReader(mgr.GetAPIReader(), webhook.MaxLiveReadsInFlight)
-	lookup := &webhook.SourceLookup{Cache: mgr.GetCache(), Live: live, Claims: claims}
+	// Snapshots, their contents and populators: informers started once
+	// their APIs are served (CRDs may come later than clonegate).
+	sources, err := webhook.NewSourceInformers(cfg)
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(manager.RunnableFunc(sources.Run)); err != nil {
+		return err
+	}
+	lookup := &webhook.SourceLookup{Sources: sources, Cache: mgr.GetCache(), Live: live, Claims: claims, Mapper: mgr.GetRESTMapper()}
 	grants := &webhook.GrantLookup{Live: live, Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper()}
 	// The tests build these very handlers (webhook.NewHandlers) to fuzz them.
 	hooks := webhook.NewHandlers(webhook.Config{Policy: policy, Facts: lookup, Metrics: m, Grants: grants})
@@ -249,15 +267,8 @@ func (o *serveOptions) run(stop context.Context) error {
 	server.Register(webhook.ValidatePath, hooks.Validate)
 	// Workloads' claim templates get the same checks at the workload's CREATE,
 	// so the person applying it hears them, not a controller.
-	judge := webhook.TemplateJudge{Policy: policy, Facts: lookup, Grants: grants, Metrics: m}
-	judge.Name = "validate-statefulset"
-	statefulSets := admission.WithValidator[*appsv1.StatefulSet](scheme, &webhook.StatefulSetValidator{TemplateJudge: judge})
-	statefulSets.Handler = m.Instrument(judge.Name, statefulSets.Handler)
-	judge.Name = "validate-pod"
-	pods := admission.WithValidator[*corev1.Pod](scheme, &webhook.PodValidator{TemplateJudge: judge})
-	pods.Handler = m.Instrument(judge.Name, pods.Handler)
-	server.Register(webhook.ValidateStatefulSetPath, statefulSets)
-	server.Register(webhook.ValidatePodPath, pods)
+	server.Register(webhook.ValidateStatefulSetPath, hooks.StatefulSet)
+	server.Register(webhook.ValidatePodPath, hooks.Pod)
 
 	var stopping atomic.Bool
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
@@ -274,6 +285,9 @@ func (o *serveOptions) run(stop context.Context) error {
 		defer cancel()
 		if !claims.HasSynced() {
 			return errors.New("claim index not synced yet")
+		}
+		if !sources.HasSynced() {
+			return errors.New("snapshot and populator informers not synced yet")
 		}
 		if !mgr.GetCache().WaitForCacheSync(ctx) {
 			return errors.New("source cache not synced yet")
@@ -294,6 +308,11 @@ func (o *serveOptions) run(stop context.Context) error {
 		time.Sleep(o.shutdownDelay)
 		cancel()
 	}()
+	if policy.CrossNamespace.AllowWithReferenceGrant && o.clientCAFile == "" {
+		// A review names its requester, and one sent straight to the port
+		// can name anyone: the access check is only as good as the caller.
+		log.Info("WARNING: crossNamespace.allowWithReferenceGrant trusts the user a review names; without --client-ca-file, anything that reaches the webhook port can name any user: narrow the NetworkPolicy to the apiserver (docs/hardening.md)")
+	}
 	log.Info("serving", "version", version, "port", o.port, "certDir", o.certDir, "certMode", o.certs.mode)
 	return mgr.Start(ctx)
 }

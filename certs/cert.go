@@ -365,3 +365,37 @@ func minTime(a, b time.Time) time.Time {
 	}
 	return b
 }
+
+// Carry returns b trusting also every CA of cas that has not expired at now:
+// the CAs that signed certificates replicas may still be serving when a new
+// CA replaces a Secret that was deleted or damaged. b itself is returned when
+// there is nothing to add.
+func Carry(b *Bundle, cas []*x509.Certificate, now time.Time) (*Bundle, error) {
+	trusted := slices.Clone(b.Trusted)
+	for _, c := range trustedAt(cas, now) {
+		if !c.IsCA || c.Equal(b.CA) || slices.ContainsFunc(trusted, c.Equal) {
+			continue
+		}
+		trusted = append(trusted, c)
+	}
+	if len(trusted) == len(b.Trusted) {
+		return b, nil
+	}
+	return assemble(b.CA, b.CAKey, trusted, b.Cert, b.Key)
+}
+
+// ParseCAs reads the certificates of a PEM bundle that parse, skipping the
+// rest: what is left of a damaged Secret's ca.crt, or of a caBundle.
+func ParseCAs(data []byte) []*x509.Certificate {
+	var out []*x509.Certificate
+	for len(data) > 0 {
+		var block *pem.Block
+		if block, data = pem.Decode(data); block == nil {
+			break
+		}
+		if c, err := x509.ParseCertificate(block.Bytes); err == nil && block.Type == "CERTIFICATE" {
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -168,3 +168,35 @@ func TestNextCheck(t *testing.T) {
 		t.Errorf("next check %s, want the serving certificate's renewal %s", got, want)
 	}
 }
+
+// A new CA issued over a deleted or damaged Secret keeps trusting the CAs
+// that still parse, so a replica serving the old certificate stays trusted;
+// expired ones, leaf certificates and duplicates are not carried.
+func TestCarryKeepsOldCAsTrusted(t *testing.T) {
+	old := mustPlan(t, nil, id, t0)
+	expired := mustPlan(t, nil, id, t0.Add(-20*365*day))
+	fresh := mustPlan(t, nil, id, t0)
+	damaged := append(append([]byte("not pem\n"), old.CABundle()...), []byte("-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n")...)
+	cas := append(ParseCAs(damaged), append(ParseCAs(old.CABundle()), expired.CA, old.Cert, fresh.CA)...)
+	got, err := Carry(fresh, cas, t0.Add(day))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Trusted) != 1 || !got.Trusted[0].Equal(old.CA) {
+		t.Fatalf("trusted %d CAs, want only the old one", len(got.Trusted))
+	}
+	parsed, err := ParseBundle(got.Data())
+	if err != nil || !parsed.CA.Equal(fresh.CA) || len(parsed.Trusted) != 1 {
+		t.Fatalf("the Secret's data: %v", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(got.CABundle())
+	for _, b := range []*Bundle{old, fresh} {
+		if _, err := b.Cert.Verify(x509.VerifyOptions{Roots: roots, DNSName: id.DNSNames[0], CurrentTime: t0.Add(day)}); err != nil {
+			t.Errorf("a serving certificate is not trusted by the carried bundle: %v", err)
+		}
+	}
+	if same, _ := Carry(fresh, nil, t0); same != fresh {
+		t.Error("nothing to carry: want the bundle itself")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -29,16 +30,22 @@ import (
 // absent, rotates what is due, injects the CA into both webhook
 // configurations, then writes tls.crt and tls.key to CertDir — in that
 // order, so a server never presents a certificate the apiserver does not
-// trust yet. It runs again every Interval, and earlier if a rotation falls
-// due, so replicas converge on the Secret and an overwritten caBundle is
-// repaired.
+// trust yet. It runs again whenever the Secret or either configuration
+// changes (it watches the three by name), every Interval, and earlier if a
+// rotation falls due: replicas converge on the Secret at once, and an
+// emptied caBundle (a GitOps tool re-applying the configurations) is
+// repaired at once.
+//
+// A new CA that replaces a deleted or damaged Secret keeps trusting the CAs
+// that still parse (from the old Secret and the live caBundle), so replicas
+// still serving a certificate of the old CA are never untrusted.
 //
 // Several replicas may start at once: the Secret is created only if absent
 // (the loser of the race reads and uses the winner's) and updated only at the
 // resourceVersion it was read at, so nothing is overwritten blindly.
 type Manager struct {
-	Client     client.Client // uncached: Secret reads must not need list/watch
-	Namespace  string        // of the Secret
+	Client     client.WithWatch // uncached: Secret reads need get on one name, watches watch on it
+	Namespace  string           // of the Secret
 	SecretName string
 	Identity   Identity
 	Validity   Validity
@@ -54,8 +61,8 @@ type Manager struct {
 }
 
 // NewClient is a client for the Manager: no cache, so that reading one
-// Secret by name needs only get on that name.
-func NewClient(cfg *rest.Config) (client.Client, error) {
+// Secret by name needs only get on that name (and watching it, watch).
+func NewClient(cfg *rest.Config) (client.WithWatch, error) {
 	scheme := runtime.NewScheme()
 	if err := corev1.AddToScheme(scheme); err != nil {
 		return nil, err
@@ -63,7 +70,7 @@ func NewClient(cfg *rest.Config) (client.Client, error) {
 	if err := admissionv1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
-	return client.New(cfg, client.Options{Scheme: scheme})
+	return client.NewWithWatch(cfg, client.Options{Scheme: scheme})
 }
 
 // TLSOption makes a webhook server present the Manager's certificate. The
@@ -110,6 +117,10 @@ func (m *Manager) Start(ctx context.Context) error {
 	if interval <= 0 {
 		interval = time.Minute
 	}
+	kick := make(chan struct{}, 1)
+	go m.watch(ctx, kick, &corev1.SecretList{}, client.InNamespace(m.Namespace), client.MatchingFields{"metadata.name": m.SecretName})
+	go m.watch(ctx, kick, &admissionv1.MutatingWebhookConfigurationList{}, client.MatchingFields{"metadata.name": m.MutatingWebhook})
+	go m.watch(ctx, kick, &admissionv1.ValidatingWebhookConfigurationList{}, client.MatchingFields{"metadata.name": m.ValidatingWebhook})
 	backoff := time.Second
 	for {
 		next, err := m.Reconcile(ctx)
@@ -129,7 +140,39 @@ func (m *Manager) Start(ctx context.Context) error {
 			t.Stop()
 			return nil
 		case <-t.C:
+		case <-kick:
+			t.Stop()
 		}
+	}
+}
+
+// watch kicks the reconcile loop on every change of the objects list and
+// opts select (one, by name), re-watching when a watch ends. Watch errors
+// (no RBAC for it, say) only log: the Interval still reconciles.
+func (m *Manager) watch(ctx context.Context, kick chan<- struct{}, list client.ObjectList, opts ...client.ListOption) {
+	log := log.FromContext(ctx).WithName("certs")
+	backoff := time.Second
+	for ctx.Err() == nil {
+		w, err := m.Client.Watch(ctx, list, opts...)
+		if err != nil {
+			log.Error(err, "cannot watch; relying on the check interval", "kind", fmt.Sprintf("%T", list))
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+			backoff = min(2*backoff, time.Minute)
+			continue
+		}
+		backoff = time.Second
+		for range w.ResultChan() {
+			select {
+			case kick <- struct{}{}:
+			default: // a reconcile is already due
+			}
+		}
+		w.Stop()
 	}
 }
 
@@ -175,6 +218,9 @@ func (m *Manager) ensureSecret(ctx context.Context) (*Bundle, error) {
 			if err != nil {
 				return err
 			}
+			if b, err = Carry(b, m.liveCAs(ctx), m.now()); err != nil {
+				return err
+			}
 			secret = &corev1.Secret{
 				ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: m.SecretName,
 					Labels: map[string]string{"app.kubernetes.io/name": "clonegate", "app.kubernetes.io/component": "webhook-certificate"}},
@@ -202,6 +248,13 @@ func (m *Manager) ensureSecret(ctx context.Context) (*Bundle, error) {
 			out = b
 			return nil
 		}
+		if current == nil || !b.CA.Equal(current.CA) {
+			// A new CA: keep trusting what the old Secret and the
+			// configurations trusted, which replicas may still serve.
+			if b, err = Carry(b, append(ParseCAs(secret.Data[KeyBundle]), m.liveCAs(ctx)...), m.now()); err != nil {
+				return err
+			}
+		}
 		// Update at the resourceVersion read: a replica that rotated first
 		// wins, and this one retries with what it stored.
 		secret.Data = b.Data()
@@ -216,6 +269,25 @@ func (m *Manager) ensureSecret(ctx context.Context) (*Bundle, error) {
 		return nil, fmt.Errorf("certificate Secret %s: %w", m.secretRef(), err)
 	}
 	return out, nil
+}
+
+// liveCAs are the CAs the two configurations' caBundles hold now; none when
+// they cannot be read (inject will say why).
+func (m *Manager) liveCAs(ctx context.Context) []*x509.Certificate {
+	var out []*x509.Certificate
+	mutating := &admissionv1.MutatingWebhookConfiguration{}
+	if m.Client.Get(ctx, client.ObjectKey{Name: m.MutatingWebhook}, mutating) == nil {
+		for _, w := range mutating.Webhooks {
+			out = append(out, ParseCAs(w.ClientConfig.CABundle)...)
+		}
+	}
+	validating := &admissionv1.ValidatingWebhookConfiguration{}
+	if m.Client.Get(ctx, client.ObjectKey{Name: m.ValidatingWebhook}, validating) == nil {
+		for _, w := range validating.Webhooks {
+			out = append(out, ParseCAs(w.ClientConfig.CABundle)...)
+		}
+	}
+	return out
 }
 
 // inject puts the CA bundle into every webhook of both configurations,

@@ -1,14 +1,18 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 
 	"go.uber.org/zap/zapcore"
 	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -16,17 +20,16 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/clonegate/clonegate/webhook/rules"
 )
 
 // These benchmarks keep the handlers' cost from creeping back up: run them
 // with `make bench-go`, and compare with a saved baseline with
-// `make bench-compare`. Each goes through controller-runtime's
-// admission.Webhook.Handle, as a review from the apiserver does, with the
-// source already known (an in-memory FactFinder), so they time the handler
-// and not the cluster.
+// `make bench-compare`. Each sends a review body through a webhook's whole
+// HTTP handler, as NewHandlers builds it for `clonegate serve` (everything
+// but TLS), with the source already known (an in-memory FactFinder), so they
+// time the handler and not the cluster.
 
 // knownFacts answers every lookup with the same facts, as a cache hit does.
 type knownFacts rules.Facts
@@ -55,20 +58,32 @@ func benchClaim(source *corev1.TypedLocalObjectReference) *corev1.PersistentVolu
 	return c
 }
 
-func benchRequest(b *testing.B, claim *corev1.PersistentVolumeClaim) admission.Request {
-	raw, err := json.Marshal(claim)
+// benchBody is the AdmissionReview the apiserver sends for a CREATE of obj.
+func benchBody(b *testing.B, obj runtime.Object) []byte {
+	raw, err := json.Marshal(obj)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
-		UID:       "4b3e2f8e-0d1c-4c59-9a3a-0f8f5f0a1b2c",
-		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "PersistentVolumeClaim"},
-		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "persistentvolumeclaims"},
-		Name:      claim.Name,
-		Namespace: claim.Namespace,
-		Operation: admissionv1.Create,
-		Object:    runtime.RawExtension{Raw: raw},
-	}}
+	gvk := obj.GetObjectKind().GroupVersionKind()
+	m := obj.(metav1.Object)
+	body, err := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID:       "4b3e2f8e-0d1c-4c59-9a3a-0f8f5f0a1b2c",
+			Kind:      metav1.GroupVersionKind{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind},
+			Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "persistentvolumeclaims"},
+			Name:      m.GetName(),
+			Namespace: m.GetNamespace(),
+			Operation: admissionv1.Create,
+			UserInfo:  authenticationv1.UserInfo{Username: "system:serviceaccount:apps:deployer", Groups: []string{"system:serviceaccounts", "system:authenticated"}},
+			Object:    runtime.RawExtension{Raw: raw},
+			Options:   runtime.RawExtension{Raw: []byte(`{"kind":"CreateOptions","apiVersion":"meta.k8s.io/v1","fieldManager":"kubectl-client-side-apply","fieldValidation":"Strict"}`)},
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return body
 }
 
 // benchLogger is the logger `clonegate serve` runs with (text, info), writing
@@ -79,17 +94,40 @@ var benchLogger = sync.OnceFunc(func() {
 	}, zap.WriteTo(io.Discard)))
 })
 
-func benchHandle(b *testing.B, wh *admission.Webhook, req admission.Request, wantPatches int) {
+// discard is a ResponseWriter that keeps the last answer.
+type discard struct {
+	header http.Header
+	last   bytes.Buffer
+}
+
+func (d *discard) Header() http.Header { return d.header }
+func (d *discard) Write(p []byte) (int, error) {
+	d.last.Reset()
+	return d.last.Write(p)
+}
+func (d *discard) WriteHeader(int) {}
+
+// benchServe sends body to h over and over, as the webhook server does once
+// TLS and HTTP parsing are done, after checking the answer once.
+func benchServe(b *testing.B, h http.Handler, body []byte, wantPatch bool) {
 	b.Helper()
 	benchLogger()
-	wh.LogConstructor = RequestLog // as clonegate serve runs them
-	ctx := context.Background()
-	if resp := wh.Handle(ctx, req); !resp.Allowed || len(resp.Patches) != wantPatches {
-		b.Fatalf("allowed=%v patches=%v result=%+v", resp.Allowed, resp.Patches, resp.Result)
+	w := &discard{header: http.Header{}}
+	reader := bytes.NewReader(body)
+	req := httptest.NewRequest(http.MethodPost, "/", io.NopCloser(reader))
+	req.Header.Set("Content-Type", "application/json")
+	req.ContentLength = int64(len(body))
+	h.ServeHTTP(w, req)
+	var review admissionv1.AdmissionReview
+	if err := json.Unmarshal(w.last.Bytes(), &review); err != nil || review.Response == nil ||
+		!review.Response.Allowed || (len(review.Response.Patch) > 0) != wantPatch {
+		b.Fatalf("answer %s (%v)", w.last.Bytes(), err)
 	}
 	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		wh.Handle(ctx, req)
+		reader.Reset(body)
+		h.ServeHTTP(w, req)
 	}
 }
 
@@ -108,18 +146,15 @@ func BenchmarkValidateClone(b *testing.B) {
 		SourceVolume: &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv-src"}, Spec: corev1.PersistentVolumeSpec{PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{Driver: "csi.example.com"}}}},
 		Class:        &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: class}, Provisioner: "csi.example.com"},
 	}
-	v := &CloneValidator{Policy: &rules.Policy{}, Facts: facts}
-	wh := admission.WithValidator[*corev1.PersistentVolumeClaim](scheme, v)
-	req := benchRequest(b, benchClaim(&corev1.TypedLocalObjectReference{Kind: rules.KindClaim, Name: "src"}))
-	benchHandle(b, wh, req, 0)
+	h := NewHandlers(Config{Policy: &rules.Policy{}, Facts: facts}).Validate
+	benchServe(b, h, benchBody(b, benchClaim(&corev1.TypedLocalObjectReference{Kind: rules.KindClaim, Name: "src"})), false)
 }
 
 // BenchmarkMutateSnapshotDefault: a restore whose VolumeSnapshot source has
 // no apiGroup, defaulted with a two-operation patch.
 func BenchmarkMutateSnapshotDefault(b *testing.B) {
-	wh := &admission.Webhook{Handler: &SourceDefaulter{Policy: &rules.Policy{}}}
-	req := benchRequest(b, benchClaim(&corev1.TypedLocalObjectReference{Kind: rules.KindSnapshot, Name: "snap"}))
-	benchHandle(b, wh, req, 2)
+	h := NewHandlers(Config{Policy: &rules.Policy{}}).Mutate
+	benchServe(b, h, benchBody(b, benchClaim(&corev1.TypedLocalObjectReference{Kind: rules.KindSnapshot, Name: "snap"})), true)
 }
 
 // BenchmarkMutateUnchanged: a claim with nothing to default (matchConditions
@@ -127,7 +162,25 @@ func BenchmarkMutateSnapshotDefault(b *testing.B) {
 // allowed with no patch computed.
 func BenchmarkMutateUnchanged(b *testing.B) {
 	group := rules.SnapshotAPIGroup
-	wh := &admission.Webhook{Handler: &SourceDefaulter{Policy: &rules.Policy{}}}
-	req := benchRequest(b, benchClaim(&corev1.TypedLocalObjectReference{APIGroup: &group, Kind: rules.KindSnapshot, Name: "snap"}))
-	benchHandle(b, wh, req, 0)
+	h := NewHandlers(Config{Policy: &rules.Policy{}}).Mutate
+	benchServe(b, h, benchBody(b, benchClaim(&corev1.TypedLocalObjectReference{APIGroup: &group, Kind: rules.KindSnapshot, Name: "snap"})), false)
+}
+
+// BenchmarkValidateStatefulSet: a StatefulSet whose one claim template
+// clones a known source, allowed.
+func BenchmarkValidateStatefulSet(b *testing.B) {
+	sts := statefulSet(templateSpec("5Gi", cloneOfSrc))
+	sts.Namespace = "apps"
+	h := NewHandlers(Config{Policy: &rules.Policy{}, Facts: workloadFacts()}).StatefulSet
+	benchServe(b, h, benchBody(b, sts), false)
+}
+
+// BenchmarkValidatePod: a Pod with one generic ephemeral volume cloning a
+// known source, allowed.
+func BenchmarkValidatePod(b *testing.B) {
+	p := pod(templateSpec("5Gi", cloneOfSrc))
+	p.Namespace = "apps"
+	p.Spec.Containers = []corev1.Container{{Name: "app", Image: "registry.example.com/app:1.0"}}
+	h := NewHandlers(Config{Policy: &rules.Policy{}, Facts: workloadFacts()}).Pod
+	benchServe(b, h, benchBody(b, p), false)
 }

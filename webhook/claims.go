@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"errors"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
@@ -29,9 +30,48 @@ type ClaimIndex struct {
 	synced atomic.Bool
 	lastRV atomic.Pointer[string] // the newest resourceVersion seen
 
-	// Interned values: namespaces, classes and sizes repeat across claims.
-	interned sync.Map // string → string
-	sizes    sync.Map // Quantity.String() → *resource.Quantity
+	// Shared values: namespaces, classes, phases and sizes repeat across
+	// claims. Each is counted by the claims holding it and dropped with the
+	// last one, so that claims created and deleted leave nothing behind.
+	// Only the reflector's goroutine writes; poolMu guards them for tests.
+	poolMu  sync.Mutex
+	strs    pool[string, string]
+	classes pool[string, *string]
+	sizes   pool[string, *resource.Quantity]
+}
+
+// pool holds values shared by claims, each with the number of claims
+// holding it.
+type pool[K comparable, V comparable] map[K]*pooled[V]
+
+type pooled[V any] struct {
+	v V
+	n int
+}
+
+// get returns the value pooled under k, making it with mk when there is none,
+// and counts one more holder.
+func (p *pool[K, V]) get(k K, mk func() V) V {
+	if *p == nil {
+		*p = pool[K, V]{}
+	}
+	e := (*p)[k]
+	if e == nil {
+		e = &pooled[V]{v: mk()}
+		(*p)[k] = e
+	}
+	e.n++
+	return e.v
+}
+
+// put counts one holder of v (pooled under k) less; a value not from the
+// pool is ignored.
+func (p pool[K, V]) put(k K, v V) {
+	if e := p[k]; e != nil && e.v == v {
+		if e.n--; e.n == 0 {
+			delete(p, k)
+		}
+	}
 }
 
 // claimFacts is what the rules read about a source claim. Pointers are
@@ -127,22 +167,17 @@ func claimClient(cfg *rest.Config) (*rest.RESTClient, error) {
 }
 
 func (x *ClaimIndex) intern(s string) string {
-	if v, ok := x.interned.Load(s); ok {
-		return v.(string)
+	if s == "" {
+		return ""
 	}
-	v, _ := x.interned.LoadOrStore(s, s)
-	return v.(string)
+	return x.strs.get(s, func() string { return s })
 }
 
-func (x *ClaimIndex) internPtr(s *string) *string {
+func (x *ClaimIndex) internClass(s *string) *string {
 	if s == nil {
 		return nil
 	}
-	if v, ok := x.interned.Load("*" + *s); ok {
-		return v.(*string)
-	}
-	v, _ := x.interned.LoadOrStore("*"+*s, ptrTo(x.intern(*s)))
-	return v.(*string)
+	return x.classes.get(*s, func() *string { return ptrTo(*s) })
 }
 
 func (x *ClaimIndex) size(l corev1.ResourceList) *resource.Quantity {
@@ -151,14 +186,33 @@ func (x *ClaimIndex) size(l corev1.ResourceList) *resource.Quantity {
 		return nil
 	}
 	key := q.String()
-	if v, ok := x.sizes.Load(key); ok {
-		if p := v.(*resource.Quantity); p.Cmp(q) == 0 && p.Format == q.Format {
-			return p
-		}
+	if e := x.sizes[key]; e != nil && (e.v.Cmp(q) != 0 || e.v.Format != q.Format) {
 		return &q // the same string, another value or format: do not share
 	}
-	v, _ := x.sizes.LoadOrStore(key, &q)
-	return v.(*resource.Quantity)
+	return x.sizes.get(key, func() *resource.Quantity { return &q })
+}
+
+// release gives back what facts took from the pools.
+func (x *ClaimIndex) release(f claimFacts) {
+	x.strs.put(string(f.phase), string(f.phase))
+	if f.class != nil {
+		x.classes.put(*f.class, f.class)
+	}
+	for _, q := range []*resource.Quantity{f.request, f.capacity} {
+		if q != nil {
+			x.sizes.put(q.String(), q)
+		}
+	}
+}
+
+// releaseAll gives back what a whole index took from the pools.
+func (x *ClaimIndex) releaseAll(byNS map[string]map[string]claimFacts) {
+	for ns, m := range byNS {
+		for _, f := range m {
+			x.release(f)
+		}
+		x.strs.put(ns, ns)
+	}
 }
 
 var (
@@ -166,10 +220,11 @@ var (
 	block      = corev1.PersistentVolumeBlock
 )
 
+// facts reduces a claim to what the rules read. Call with poolMu held.
 func (x *ClaimIndex) facts(c *corev1.PersistentVolumeClaim) claimFacts {
 	f := claimFacts{
 		volumeName: c.Spec.VolumeName,
-		class:      x.internPtr(c.Spec.StorageClassName),
+		class:      x.internClass(c.Spec.StorageClassName),
 		request:    x.size(c.Spec.Resources.Requests),
 		capacity:   x.size(c.Status.Capacity),
 		deletion:   c.DeletionTimestamp,
@@ -188,6 +243,8 @@ func (x *ClaimIndex) facts(c *corev1.PersistentVolumeClaim) claimFacts {
 }
 
 func (x *ClaimIndex) set(c *corev1.PersistentVolumeClaim) {
+	x.poolMu.Lock()
+	defer x.poolMu.Unlock()
 	f := x.facts(c)
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -196,25 +253,38 @@ func (x *ClaimIndex) set(c *corev1.PersistentVolumeClaim) {
 		m = map[string]claimFacts{}
 		x.byNS[x.intern(c.Namespace)] = m
 	}
+	if old, ok := m[c.Name]; ok {
+		x.release(old)
+	}
 	m[c.Name] = f
 }
 
 func (x *ClaimIndex) remove(namespace, name string) {
+	x.poolMu.Lock()
+	defer x.poolMu.Unlock()
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if m := x.byNS[namespace]; m != nil {
-		delete(m, name)
+		if old, ok := m[name]; ok {
+			x.release(old)
+			delete(m, name)
+		}
 		if len(m) == 0 {
 			delete(x.byNS, namespace)
+			x.strs.put(namespace, namespace)
 		}
 	}
 }
 
+// add adds a claim to byNS, a list being staged. Call with poolMu held.
 func (x *ClaimIndex) add(byNS map[string]map[string]claimFacts, c *corev1.PersistentVolumeClaim) {
 	m := byNS[c.Namespace]
 	if m == nil {
 		m = map[string]claimFacts{}
 		byNS[x.intern(c.Namespace)] = m
+	}
+	if old, ok := m[c.Name]; ok {
+		x.release(old)
 	}
 	m[c.Name] = x.facts(c)
 }
@@ -237,27 +307,68 @@ type claimListWatch struct {
 func (lw *claimListWatch) IsWatchListSemanticsUnSupported() bool { return true }
 
 func (lw *claimListWatch) List(opts metav1.ListOptions) (runtime.Object, error) {
+	lw.x.poolMu.Lock()
+	defer lw.x.poolMu.Unlock()
+	lw.x.mu.Lock()
+	lw.x.releaseAll(lw.x.staged) // a list that failed half way
+	lw.x.staged = nil
+	lw.x.mu.Unlock()
+	// Collecting as the heap grows from nothing to the whole index would
+	// run a GC every few pages; the list's garbage is returned to the OS
+	// once it is done (see Replace).
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	byNS := map[string]map[string]claimFacts{}
-	// A consistent read, paged, whatever the reflector asked for.
-	opts.ResourceVersion, opts.ResourceVersionMatch, opts.Limit, opts.Continue = "", "", 500, ""
-	var page corev1.PersistentVolumeClaimList
-	for {
-		page = corev1.PersistentVolumeClaimList{}
-		if err := lw.rc.Get().Resource("persistentvolumeclaims").VersionedParams(&opts, metav1.ParameterCodec).Do(lw.ctx).Into(&page); err != nil {
-			return nil, err
+	// A consistent read, paged, whatever the reflector asked for; the next
+	// page is fetched while this one is indexed.
+	opts.ResourceVersion, opts.ResourceVersionMatch, opts.Limit, opts.Continue = "", "", listPage, ""
+	pages := make(chan pageOrError, 1)
+	ctx, cancel := context.WithCancel(lw.ctx)
+	defer cancel()
+	go lw.fetch(ctx, opts, pages)
+	var page *corev1.PersistentVolumeClaimList
+	for p := range pages {
+		if p.err != nil {
+			lw.x.releaseAll(byNS)
+			return nil, p.err
 		}
+		page = p.list
 		for i := range page.Items {
 			lw.x.add(byNS, &page.Items[i])
 		}
-		if page.Continue == "" {
-			break
-		}
-		opts.Continue = page.Continue
+	}
+	if page == nil {
+		return nil, lw.ctx.Err()
 	}
 	lw.x.mu.Lock()
 	lw.x.staged = byNS
 	lw.x.mu.Unlock()
 	return &corev1.PersistentVolumeClaimList{ListMeta: metav1.ListMeta{ResourceVersion: page.ResourceVersion}}, nil
+}
+
+// listPage is how many claims one page of the list carries.
+const listPage = 2000
+
+type pageOrError struct {
+	list *corev1.PersistentVolumeClaimList
+	err  error
+}
+
+// fetch sends the pages of a list to pages, then closes it.
+func (lw *claimListWatch) fetch(ctx context.Context, opts metav1.ListOptions, pages chan<- pageOrError) {
+	defer close(pages)
+	for {
+		page := &corev1.PersistentVolumeClaimList{}
+		err := lw.rc.Get().Resource("persistentvolumeclaims").VersionedParams(&opts, metav1.ParameterCodec).Do(ctx).Into(page)
+		select {
+		case pages <- pageOrError{page, err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil || page.Continue == "" {
+			return
+		}
+		opts.Continue = page.Continue
+	}
 }
 
 func (lw *claimListWatch) Watch(opts metav1.ListOptions) (watch.Interface, error) {
@@ -309,6 +420,8 @@ func (s claimStore) Delete(obj any) error {
 // Replace swaps in a whole new list: the initial one, or after a watch
 // could not resume.
 func (s claimStore) Replace(items []any, rv string) error {
+	s.x.poolMu.Lock()
+	defer s.x.poolMu.Unlock()
 	s.x.mu.Lock()
 	byNS := s.x.staged
 	s.x.staged = nil
@@ -324,12 +437,24 @@ func (s claimStore) Replace(items []any, rv string) error {
 		s.x.add(byNS, c)
 	}
 	s.x.mu.Lock()
+	old := s.x.byNS
 	s.x.byNS = byNS
 	s.x.mu.Unlock()
+	s.x.releaseAll(old)
 	s.Bookmark(rv)
 	s.x.synced.Store(true)
+	if s.x.Len() >= bigList {
+		// The list's pages are garbage now: return their memory to the OS
+		// at once, not over minutes, so that RSS — what a memory limit sees
+		// — is what the index holds.
+		go debug.FreeOSMemory()
+	}
 	return nil
 }
+
+// bigList is the size of a list after which its garbage is returned to the
+// OS at once.
+const bigList = 10000
 
 func (s claimStore) Resync() error { return nil }
 

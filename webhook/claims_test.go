@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"fmt"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -65,5 +66,61 @@ func TestClaimIndexHoldsWhatTheRulesRead(t *testing.T) {
 	}
 	if _, ok := x.Claim("apps", "src"); ok || x.Len() != 1 {
 		t.Fatalf("after delete: found=%v len=%d", ok, x.Len())
+	}
+}
+
+// Claims created and deleted leave nothing behind: every class name, size,
+// phase and namespace the index shared goes with its last claim.
+func TestClaimIndexForgetsWhatItNoLongerHolds(t *testing.T) {
+	x := NewClaimIndex()
+	s := claimStore{x}
+	if err := s.Replace(nil, "1"); err != nil {
+		t.Fatal(err)
+	}
+	claim := func(i int) *corev1.PersistentVolumeClaim {
+		class := fmt.Sprintf("class-%d", i)
+		return &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("c-%d", i), Namespace: fmt.Sprintf("ns-%d", i)},
+			Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: &class,
+				Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: *resource.NewQuantity(int64(i+1)<<20, resource.BinarySI)}}},
+			Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.PersistentVolumeClaimPhase(fmt.Sprintf("phase-%d", i)),
+				Capacity: corev1.ResourceList{corev1.ResourceStorage: *resource.NewQuantity(int64(i+2)<<20, resource.BinarySI)}},
+		}
+	}
+	pooled := func() int { return len(x.strs) + len(x.classes) + len(x.sizes) }
+	keep := claim(-1)
+	if err := s.Add(keep); err != nil {
+		t.Fatal(err)
+	}
+	held := pooled()
+	for i := range 1000 {
+		c := claim(i)
+		if err := s.Add(c); err != nil {
+			t.Fatal(err)
+		}
+		bigger := c.DeepCopy()
+		bigger.Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse(fmt.Sprintf("%dGi", i+1))
+		if err := s.Update(bigger); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Delete(bigger); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := pooled(); got != held || x.Len() != 1 {
+		t.Errorf("after 1000 create/update/delete cycles: %d values pooled, %d claims; want %d and 1", got, x.Len(), held)
+	}
+	// A relist replaces everything, and lets go of what it replaced.
+	for i := range 100 {
+		_ = s.Add(claim(i))
+	}
+	if err := s.Replace([]any{keep}, "2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := pooled(); got != held || x.Len() != 1 {
+		t.Errorf("after a relist: %d values pooled, %d claims; want %d and 1", got, x.Len(), held)
+	}
+	if c, ok := x.Claim(keep.Namespace, keep.Name); !ok || *c.Spec.StorageClassName != "class--1" {
+		t.Errorf("the claim kept is %v, %v", c, ok)
 	}
 }

@@ -13,25 +13,55 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/clonegate/clonegate/webhook/rules"
 )
 
-// These tests go through controller-runtime's admission machinery, as a
-// review from the apiserver does; the rules themselves are tested in rules.
+// These tests send reviews through the handlers `clonegate serve` registers
+// (NewHandlers), as the apiserver does; the rules themselves are tested in
+// rules.
 
-func review(t *testing.T, op admissionv1.Operation, claim *corev1.PersistentVolumeClaim) admission.Request {
+// send posts a review of obj to h as the apiserver would, with the namespace
+// apps and the object as the old object too, and returns the answer.
+func send(t testing.TB, h http.Handler, op admissionv1.Operation, obj runtime.Object) *admissionv1.AdmissionResponse {
 	t.Helper()
-	raw, err := json.Marshal(claim)
+	raw, err := json.Marshal(obj)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
-		UID: "uid-1", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "PersistentVolumeClaim"},
-		Namespace: "apps", Name: claim.Name, Operation: op,
-		Object: runtime.RawExtension{Raw: raw}, OldObject: runtime.RawExtension{Raw: raw},
-	}}
+	gvk := obj.GetObjectKind().GroupVersionKind()
+	body, err := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID: "uid-1", Kind: metav1.GroupVersionKind{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind},
+			Namespace: "apps", Name: obj.(metav1.Object).GetName(), Operation: op,
+			Object: runtime.RawExtension{Raw: raw}, OldObject: runtime.RawExtension{Raw: raw},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := rvAnswer(t, rvPost(t, h, body, "application/json"))
+	if resp.UID != "uid-1" {
+		t.Errorf("answered uid %q, want uid-1", resp.UID)
+	}
+	return resp
+}
+
+// patches decodes an answer's JSON patch.
+func patches(t *testing.T, resp *admissionv1.AdmissionResponse) []jsonpatch.JsonPatchOperation {
+	t.Helper()
+	if len(resp.Patch) == 0 {
+		return nil
+	}
+	if resp.PatchType == nil || *resp.PatchType != admissionv1.PatchTypeJSONPatch {
+		t.Errorf("patch type %v, want JSONPatch", resp.PatchType)
+	}
+	var ops []jsonpatch.JsonPatchOperation
+	if err := json.Unmarshal(resp.Patch, &ops); err != nil {
+		t.Fatalf("the patch %q is no JSON patch: %v", resp.Patch, err)
+	}
+	return ops
 }
 
 func pvc(size string, source *corev1.TypedLocalObjectReference, ref *corev1.TypedObjectReference) *corev1.PersistentVolumeClaim {
@@ -48,7 +78,7 @@ func pvc(size string, source *corev1.TypedLocalObjectReference, ref *corev1.Type
 
 func TestSourceDefaulterHandle(t *testing.T) {
 	group := rules.SnapshotAPIGroup
-	wh := &admission.Webhook{Handler: &SourceDefaulter{Policy: &rules.Policy{}}}
+	wh := NewHandlers(Config{Policy: &rules.Policy{}}).Mutate
 	cases := []struct {
 		name        string
 		op          admissionv1.Operation
@@ -102,11 +132,11 @@ func TestSourceDefaulterHandle(t *testing.T) {
 	}}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			resp := wh.Handle(context.Background(), review(t, c.op, c.claim))
+			resp := send(t, wh, c.op, c.claim)
 			if resp.Allowed != c.allowed {
 				t.Fatalf("allowed = %v, want %v (result %+v)", resp.Allowed, c.allowed, resp.Result)
 			}
-			if diff := cmp.Diff(c.patches, resp.Patches); diff != "" {
+			if diff := cmp.Diff(c.patches, patches(t, resp)); diff != "" {
 				t.Errorf("patches (-want +got):\n%s", diff)
 			}
 			if len(resp.Warnings) != c.warnings {
@@ -124,12 +154,12 @@ func TestCloneValidatorHandle(t *testing.T) {
 		Status:     corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound},
 	}
 	clone := &corev1.TypedLocalObjectReference{Kind: rules.KindClaim, Name: "src"}
-	validator := func(f FactFinder, p *rules.Policy) *admission.Webhook {
-		return admission.WithValidator[*corev1.PersistentVolumeClaim](scheme, &CloneValidator{Policy: p, Facts: f})
+	validator := func(f FactFinder, p *rules.Policy) http.Handler {
+		return NewHandlers(Config{Policy: p, Facts: f}).Validate
 	}
 	cases := []struct {
 		name        string
-		wh          *admission.Webhook
+		wh          http.Handler
 		op          admissionv1.Operation
 		claim       *corev1.PersistentVolumeClaim
 		allowed     bool
@@ -141,7 +171,8 @@ func TestCloneValidatorHandle(t *testing.T) {
 		wh:   validator(knownFacts{Complete: true, SourceClaim: src}, &rules.Policy{}),
 		op:   admissionv1.Create, claim: pvc("1Gi", clone, nil),
 		code: http.StatusForbidden, causeFields: []string{"spec.resources.requests.storage"},
-		// The source has no class: also denied, as its own cause.
+		// The clone names no class and there is no default: a warning rides along.
+		warnings: 1,
 	}, {
 		name: "warns of a missing source and allows it",
 		wh:   validator(knownFacts{Complete: true}, &rules.Policy{}),
@@ -170,7 +201,7 @@ func TestCloneValidatorHandle(t *testing.T) {
 	}}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			resp := c.wh.Handle(context.Background(), review(t, c.op, c.claim))
+			resp := send(t, c.wh, c.op, c.claim)
 			if resp.Allowed != c.allowed {
 				t.Fatalf("allowed = %v, want %v (result %+v)", resp.Allowed, c.allowed, resp.Result)
 			}
@@ -186,7 +217,7 @@ func TestCloneValidatorHandle(t *testing.T) {
 
 // checkDenial checks a denial's status code and that causeFields are among
 // its causes.
-func checkDenial(t *testing.T, resp admission.Response, code int32, causeFields []string) {
+func checkDenial(t *testing.T, resp *admissionv1.AdmissionResponse, code int32, causeFields []string) {
 	t.Helper()
 	if resp.Allowed {
 		return

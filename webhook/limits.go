@@ -21,9 +21,10 @@ const (
 	MaxLiveReadsPerReview = 24
 	// MaxLiveReadsInFlight bounds the apiserver reads of all reviews at once.
 	MaxLiveReadsInFlight = 32
-	// ReviewDeadline is a workload review's time to judge its templates,
-	// well inside the registrations' timeoutSeconds (5s), so that it answers
-	// (with what it could judge) before the apiserver gives up on it.
+	// ReviewDeadline is a review's time for its lookups, well inside the
+	// registrations' timeoutSeconds (5s), so that it answers before the
+	// apiserver gives up on it: a workload review with what it could judge,
+	// a claim review with a denial that says the lookup did not finish.
 	ReviewDeadline = 3 * time.Second
 )
 

@@ -4,8 +4,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	admissionv1 "k8s.io/api/admission/v1"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -25,7 +25,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		reviews: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "clonegate_reviews_total",
-			Help: "Admission reviews answered, by webhook, operation and verdict (allowed, denied, errored).",
+			Help: "Admission reviews answered, by webhook, operation (CREATE, UPDATE, DELETE, CONNECT, or invalid for a malformed review) and verdict (allowed, denied, errored).",
 		}, []string{"webhook", "operation", "verdict"}),
 		findings: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "clonegate_findings_total",
@@ -42,39 +42,38 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// RequestLog is the admission.Webhook LogConstructor clonegate serves with:
-// the base logger, untouched. controller-runtime's default adds seven
-// request fields to a new logger for every review, which zap encodes up
-// front — a tenth of a review's CPU — to log nothing on the allowed path;
-// Instrument names the request on the lines that are logged.
-func RequestLog(base logr.Logger, _ *admission.Request) logr.Logger { return base }
+// operations are the values of the operation label: the four the apiserver
+// sends, and "invalid" for a review refused before its operation was known
+// to be one. A label never carries what the caller wrote.
+var operations = map[admissionv1.Operation]string{
+	admissionv1.Create: "CREATE", admissionv1.Update: "UPDATE", admissionv1.Delete: "DELETE", admissionv1.Connect: "CONNECT",
+}
 
-// Instrument wraps a handler to count and time its reviews.
-func (m *Metrics) Instrument(name string, h admission.Handler) admission.Handler {
-	if m == nil {
-		return h
+// count counts and times one answered review. Its labels come from fixed
+// sets only: webhook is the handler's name, operation one of operations,
+// verdict allowed, denied or errored.
+func (m *Metrics) count(ctx context.Context, webhook string, req *admission.Request, resp admission.Response, took time.Duration) {
+	verdict := "allowed"
+	switch {
+	case resp.Allowed:
+	case resp.Result != nil && resp.Result.Code >= 400 && resp.Result.Code != 403 && resp.Result.Code != 422:
+		verdict = "errored"
+	default:
+		verdict = "denied"
 	}
-	return admission.HandlerFunc(func(ctx context.Context, req admission.Request) admission.Response {
-		start := time.Now()
-		// The request rides in the context so that findings can be logged
-		// with it; a context value, not a logger built per review.
-		resp := h.Handle(admission.NewContextWithRequest(ctx, req), req)
-		m.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
-		verdict := "allowed"
-		switch {
-		case resp.Allowed:
-		case resp.Result != nil && resp.Result.Code >= 400 && resp.Result.Code != 403 && resp.Result.Code != 422:
-			verdict = "errored"
-		default:
-			verdict = "denied"
-		}
-		m.reviews.WithLabelValues(name, string(req.Operation), verdict).Inc()
-		if !resp.Allowed {
-			log.FromContext(ctx).Info("review", "webhook", name, "verdict", verdict, "user", req.UserInfo.Username,
-				"namespace", req.Namespace, "name", req.Name, "requestID", req.UID, "message", resultMessage(resp))
-		}
-		return resp
-	})
+	if !resp.Allowed {
+		log.FromContext(ctx).Info("review", "webhook", webhook, "verdict", verdict, "user", req.UserInfo.Username,
+			"namespace", req.Namespace, "name", req.Name, "requestID", req.UID, "message", resultMessage(resp))
+	}
+	if m == nil {
+		return
+	}
+	op, ok := operations[req.Operation]
+	if !ok || verdict == "errored" && resp.Result.Code == 400 {
+		op = "invalid" // refused as malformed: its operation may be anything
+	}
+	m.latency.WithLabelValues(webhook).Observe(took.Seconds())
+	m.reviews.WithLabelValues(webhook, op, verdict).Inc()
 }
 
 // observe counts a verdict's findings by rule.

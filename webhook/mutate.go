@@ -5,7 +5,6 @@ package webhook
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 
 	"gomodules.xyz/jsonpatch/v2"
@@ -34,9 +33,8 @@ var (
 	claimResource = schema.GroupResource{Resource: "persistentvolumeclaims"}
 )
 
-// SourceDefaulter is the mutating webhook. It is a plain admission.Handler
-// rather than an admission.Defaulter because it must return warnings with its
-// patch, and Defaulter cannot.
+// SourceDefaulter is the mutating webhook. It answers with a patch and
+// warnings together, which controller-runtime's Defaulter cannot.
 type SourceDefaulter struct {
 	Policy  *rules.Policy
 	Metrics *Metrics
@@ -45,20 +43,16 @@ type SourceDefaulter struct {
 	Grants GrantChecker
 }
 
-// Handle defaults data source apiGroups and denies cross-namespace sources.
-func (d *SourceDefaulter) Handle(ctx context.Context, req admission.Request) admission.Response {
-	if req.Operation != admissionv1.Create {
-		return admission.Allowed("") // data sources are immutable: only CREATE is judged
-	}
-	claim, err := decodeClaim(req)
-	if err != nil {
-		return admission.Errored(http.StatusBadRequest, err)
-	}
+// Default defaults the data source apiGroups of a new claim and denies
+// cross-namespace sources: rules, then policy, then the answer, a patch of
+// only the fields it changed.
+func (d *SourceDefaulter) Default(ctx context.Context, req *admission.Request, claim *corev1.PersistentVolumeClaim) admission.Response {
 	if errs := sizeErrors(claim); len(errs) > 0 {
 		return deny(claim, errs)
 	}
 	before := sourceGroups(&claim.Spec)
 	mutation := rules.MutateSource(claim.Namespace, &claim.Spec, d.Policy.Groups())
+	var err error
 	if mutation.Findings, err = d.checkGrants(ctx, req, claim, mutation.Findings); err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
@@ -76,7 +70,7 @@ func (d *SourceDefaulter) Handle(ctx context.Context, req admission.Request) adm
 
 // checkGrants drops the cross-namespace finding when the policy allows the
 // source through a ReferenceGrant and one grants it; otherwise it says why not.
-func (d *SourceDefaulter) checkGrants(ctx context.Context, req admission.Request, claim *corev1.PersistentVolumeClaim, findings []rules.Finding) ([]rules.Finding, error) {
+func (d *SourceDefaulter) checkGrants(ctx context.Context, req *admission.Request, claim *corev1.PersistentVolumeClaim, findings []rules.Finding) ([]rules.Finding, error) {
 	if !d.Policy.CrossNamespace.AllowWithReferenceGrant || d.Grants == nil {
 		return findings, nil
 	}
@@ -130,42 +124,6 @@ func groupPatches(before, after [3]*string) []jsonpatch.JsonPatchOperation {
 		}
 	}
 	return ops
-}
-
-// decodeClaim decodes the request's object once, refusing anything that is
-// not a PersistentVolumeClaim, and fills in the namespace from the request
-// when the object leaves it out.
-func decodeClaim(req admission.Request) (*corev1.PersistentVolumeClaim, error) {
-	if req.Kind.Kind != "" && (req.Kind.Group != "" || req.Kind.Kind != claimKind.Kind) {
-		return nil, field.Invalid(field.NewPath("request", "kind"), req.Kind.String(), "clonegate only reviews v1 PersistentVolumeClaims")
-	}
-	claim := &corev1.PersistentVolumeClaim{}
-	if err := decoder.DecodeRaw(req.Object, claim); err != nil {
-		return nil, err
-	}
-	if claim.Kind != "" && claim.Kind != claimKind.Kind {
-		return nil, field.Invalid(field.NewPath("request", "object", "kind"), claim.Kind, "clonegate only reviews v1 PersistentVolumeClaims")
-	}
-	if err := inRequestNamespace(req, claim); err != nil {
-		return nil, err
-	}
-	return claim, nil
-}
-
-// inRequestNamespace sets the claim's namespace to the request's: the
-// apiserver's word on where the claim is created, and the one the
-// cross-namespace rule must compare with. An object naming another
-// namespace is refused (the apiserver never sends one).
-func inRequestNamespace(req admission.Request, claim *corev1.PersistentVolumeClaim) error {
-	if req.Namespace == "" {
-		return nil
-	}
-	if claim.Namespace != "" && claim.Namespace != req.Namespace {
-		return field.Invalid(field.NewPath("request", "object", "metadata", "namespace"), claim.Namespace,
-			fmt.Sprintf("does not match the request's namespace %q", req.Namespace))
-	}
-	claim.Namespace = req.Namespace
-	return nil
 }
 
 // denial is the error of denying a claim (see forbidden).

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -23,7 +24,7 @@ import (
 )
 
 // These tests send raw AdmissionReview bodies through the handlers `clonegate
-// serve` registers (NewHandlers): controller-runtime's ServeHTTP, then ours.
+// serve` registers (NewHandlers).
 
 // rvSourceSize is the capacity of the source every clone in these tests copies.
 var rvSourceSize = resource.MustParse("5Gi")
@@ -55,6 +56,9 @@ var rvHandlers = func() Handlers {
 	log.SetLogger(logr.Discard())
 	return NewHandlers(Config{Policy: &rules.Policy{}, Facts: rvSource{}})
 }()
+
+var rvHandlersByPath = map[string]http.Handler{MutatePath: rvHandlers.Mutate, ValidatePath: rvHandlers.Validate,
+	ValidateStatefulSetPath: rvHandlers.StatefulSet, ValidatePodPath: rvHandlers.Pod}
 
 // rvReview is an AdmissionReview as kube-apiserver v1.37 sends it for a
 // `kubectl apply` of a claim (captured, with the object swapped in).
@@ -132,7 +136,7 @@ func TestMalformedReviews(t *testing.T) {
 		code        int32  // result.code
 		message     string // in result.message
 	}{
-		{name: "not JSON", body: "this is not json", code: 400, message: "couldn't get version/kind"},
+		{name: "not JSON", body: "this is not json", code: 400, message: "the body is not an AdmissionReview"},
 		{name: "JSON, not an object", body: `[1,2,3]`, code: 400},
 		{name: "an empty body", nilBody: true, code: 400, message: "request body is empty"},
 		{name: "a wrong content type", body: rvReview("u1", "apps", rvClaim("1Gi", rvClone)), contentType: "text/plain", code: 400, message: "contentType=text/plain"},
@@ -220,4 +224,133 @@ func TestValidReviewsUnchanged(t *testing.T) {
 			t.Errorf("%s %s: allowed=%v patch=%s uid=%s result=%+v; want allowed=%v patches=%v", c.path, c.object, resp.Allowed, resp.Patch, resp.UID, resp.Result, c.allowed, c.patches)
 		}
 	}
+}
+
+// rvWorkload is a review of a workload as kube-apiserver sends it.
+func rvWorkload(uid, namespace, operation, kind, object string) string {
+	return fmt.Sprintf(`{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":%q,"kind":%s,`+
+		`"name":"w","namespace":%q,"operation":%q,"userInfo":{"username":"admin"},"object":%s,"oldObject":null}}`,
+		uid, kind, namespace, operation, object)
+}
+
+const (
+	rvStatefulSetKind = `{"group":"apps","version":"v1","kind":"StatefulSet"}`
+	rvPodKind         = `{"group":"","version":"v1","kind":"Pod"}`
+	// Each clones src (5Gi) into 1Gi: denied.
+	rvStatefulSet = `{"kind":"StatefulSet","apiVersion":"apps/v1","metadata":{"name":"w"%s},"spec":{"selector":{},"template":{"spec":{"containers":[]}},` +
+		`"volumeClaimTemplates":[{"metadata":{"name":"data"},"spec":{"resources":{"requests":{"storage":%q}},"dataSource":{"kind":"PersistentVolumeClaim","name":"src"}}}]}}`
+	rvPod = `{"kind":"Pod","apiVersion":"v1","metadata":{"name":"w"%s},"spec":{"containers":[],"volumes":[{"name":"v","ephemeral":{"volumeClaimTemplate":` +
+		`{"spec":{"resources":{"requests":{"storage":%q}},"dataSource":{"kind":"PersistentVolumeClaim","name":"src"}}}}}]}}`
+)
+
+// The StatefulSet and Pod webhooks take the same path, with the same guards.
+func TestMalformedWorkloadReviews(t *testing.T) {
+	for _, w := range []struct {
+		path, kind, object string
+	}{{ValidateStatefulSetPath, rvStatefulSetKind, rvStatefulSet}, {ValidatePodPath, rvPodKind, rvPod}} {
+		h := rvHandlersByPath[w.path]
+		obj := func(size string) string { return fmt.Sprintf(w.object, "", size) }
+		valid := rvWorkload("u1", "apps", "CREATE", w.kind, obj("5Gi"))
+		t.Run(w.path, func(t *testing.T) {
+			for _, c := range []struct {
+				name, body, message string
+				code                int32
+			}{
+				{"not JSON", "{", "the body is not an AdmissionReview", 400},
+				{"no uid", rvWorkload("", "apps", "CREATE", w.kind, obj("5Gi")), "request.uid: Required value", 400},
+				{"an unknown operation", rvWorkload("u1", "apps", "PATCH", w.kind, obj("5Gi")), "request.operation: Unsupported value", 400},
+				{"no namespace", rvWorkload("u1", "", "CREATE", w.kind, obj("5Gi")), "request.namespace: Required value", 400},
+				{"no object", rvWorkload("u1", "apps", "CREATE", w.kind, "null"), "request.object: Required value", 400},
+				{"a review of claims", rvWorkload("u1", "apps", "CREATE", `{"version":"v1","kind":"PersistentVolumeClaim"}`, obj("5Gi")), "request.kind", 400},
+				{"an object of another kind", rvWorkload("u1", "apps", "CREATE", w.kind, `{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"w"}}`), "request.object.kind", 400},
+				{"an object in another namespace", rvWorkload("u1", "apps", "CREATE", w.kind, fmt.Sprintf(w.object, `,"namespace":"team-a"`, "5Gi")), "does not match the request's namespace", 400},
+				{"a v1beta1 review", strings.Replace(valid, "admission.k8s.io/v1", "admission.k8s.io/v1beta1", 1), "admission.k8s.io/v1beta1 AdmissionReview", 400},
+				{"a size that is no quantity", rvWorkload("u1", "apps", "CREATE", w.kind, obj("lots")), "quantities must match", 400},
+				{"a clone too small", rvWorkload("u1", "apps", "CREATE", w.kind, obj("1Gi")), "must be at least 5Gi", 403},
+			} {
+				t.Run(c.name, func(t *testing.T) {
+					resp := rvAnswer(t, rvPost(t, h, []byte(c.body), "application/json"))
+					if resp.Allowed || resp.Result == nil || resp.Result.Code != c.code || !strings.Contains(resp.Result.Message, c.message) {
+						t.Errorf("answer %+v, want code %d and a message with %q", resp, c.code, c.message)
+					}
+				})
+			}
+			if resp := rvAnswer(t, rvPost(t, h, []byte(valid), "application/json")); !resp.Allowed || resp.UID != "u1" {
+				t.Errorf("a valid review was answered %+v", resp)
+			}
+			if resp := rvAnswer(t, rvPost(t, h, []byte(valid), "text/plain")); resp.Allowed {
+				t.Errorf("a review of content type text/plain was allowed")
+			}
+		})
+	}
+}
+
+// A hostile caller controls every string of a review; none becomes a label.
+func TestMetricLabelsFromFixedSets(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	hooks := NewHandlers(Config{Policy: &rules.Policy{}, Facts: rvSource{}, Metrics: NewMetrics(reg)})
+	hostile := strings.Repeat("X", 1<<16)
+	bodies := map[string][]string{}
+	for _, path := range []string{MutatePath, ValidatePath} {
+		bodies[path] = []string{
+			strings.Replace(rvReview("u1", "apps", rvClaim("5Gi", rvClone)), `"operation":"CREATE"`, `"operation":"`+hostile+`"`, 1),
+			strings.Replace(rvReview("u1", "apps", rvClaim("5Gi", rvClone)), `"operation":"CREATE"`, `"operation":"`+hostile+`1"`, 1),
+			rvReview(hostile, hostile, rvClaim("5Gi", rvClone)),
+			rvReview("u1", "apps", rvClaim("5Gi", rvClone)),
+		}
+	}
+	bodies[ValidateStatefulSetPath] = []string{rvWorkload("u1", "apps", hostile, rvStatefulSetKind, fmt.Sprintf(rvStatefulSet, "", "5Gi")),
+		rvWorkload("u1", "apps", "CREATE", rvStatefulSetKind, fmt.Sprintf(rvStatefulSet, "", "5Gi"))}
+	bodies[ValidatePodPath] = []string{rvWorkload("u1", "apps", hostile+"2", rvPodKind, fmt.Sprintf(rvPod, "", "5Gi")),
+		rvWorkload("u1", hostile, "CREATE", rvPodKind, fmt.Sprintf(rvPod, "", "5Gi"))}
+	handlers := map[string]http.Handler{MutatePath: hooks.Mutate, ValidatePath: hooks.Validate, ValidateStatefulSetPath: hooks.StatefulSet, ValidatePodPath: hooks.Pod}
+	for path, bs := range bodies {
+		for _, b := range bs {
+			rvAnswer(t, rvPost(t, handlers[path], []byte(b), "application/json"))
+		}
+	}
+	allowed := map[string]map[string]bool{
+		"webhook":   {"mutate": true, "validate": true, "validate-statefulset": true, "validate-pod": true},
+		"operation": {"CREATE": true, "UPDATE": true, "DELETE": true, "CONNECT": true, "invalid": true},
+		"verdict":   {"allowed": true, "denied": true, "errored": true},
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := 0
+	for _, f := range families {
+		if f.GetName() != "clonegate_reviews_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			series++
+			for _, l := range m.GetLabel() {
+				if !allowed[l.GetName()][l.GetValue()] {
+					t.Errorf("label %s=%.40q is not from its fixed set", l.GetName(), l.GetValue())
+				}
+			}
+		}
+	}
+	if series == 0 || series > 4*5*3 {
+		t.Errorf("%d series of clonegate_reviews_total", series)
+	}
+}
+
+// A panic while judging is answered as an error, and the next review is served.
+func TestPanicAnswered(t *testing.T) {
+	h := NewHandlers(Config{Policy: &rules.Policy{}, Facts: panicFacts{}}).Validate
+	resp := rvAnswer(t, rvPost(t, h, []byte(rvReview("u1", "apps", rvClaim("5Gi", rvClone))), "application/json"))
+	if resp.Allowed || resp.Result == nil || resp.Result.Code != 500 || resp.UID != "u1" {
+		t.Errorf("a panic was answered %+v", resp)
+	}
+	if resp := rvAnswer(t, rvPost(t, h, []byte(rvReview("u2", "apps", rvClaim("5Gi", ""))), "application/json")); !resp.Allowed {
+		t.Errorf("after a panic, a claim without a source was answered %+v", resp)
+	}
+}
+
+type panicFacts struct{}
+
+func (panicFacts) Facts(context.Context, string, *corev1.PersistentVolumeClaimSpec) (rules.Facts, error) {
+	panic("a bug")
 }

@@ -22,14 +22,13 @@ const maxScale = 30
 // rather than judge nonsense.
 func sizeErrors(claim *corev1.PersistentVolumeClaim) field.ErrorList {
 	var errs field.ErrorList
-	res := field.NewPath("spec", "resources")
-	for _, list := range []struct {
-		path *field.Path
-		rl   corev1.ResourceList
-	}{{res.Child("requests"), claim.Spec.Resources.Requests}, {res.Child("limits"), claim.Spec.Resources.Limits}} {
+	for _, list := range [...]struct {
+		field string
+		rl    corev1.ResourceList
+	}{{"requests", claim.Spec.Resources.Requests}, {"limits", claim.Spec.Resources.Limits}} {
 		if q, ok := list.rl[corev1.ResourceStorage]; ok {
 			if msg := sizeProblem(q); msg != "" {
-				errs = append(errs, field.Invalid(list.path.Child(string(corev1.ResourceStorage)), q.String(), msg))
+				errs = append(errs, field.Invalid(field.NewPath("spec", "resources", list.field, string(corev1.ResourceStorage)), q.String(), msg))
 			}
 		}
 	}
@@ -39,6 +38,9 @@ func sizeErrors(claim *corev1.PersistentVolumeClaim) field.ErrorList {
 func sizeProblem(q resource.Quantity) string {
 	if q.Sign() < 0 {
 		return "must not be negative"
+	}
+	if v, ok := q.AsInt64(); ok && v < math.MaxInt64 {
+		return "" // a whole number of bytes below 8Ei: the common case, without big numbers
 	}
 	d := q.AsDec()
 	if s := int(d.Scale()); s < -maxScale || s > maxScale || d.UnscaledBig().BitLen() > 128 {

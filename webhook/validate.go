@@ -5,25 +5,10 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/clonegate/clonegate/webhook/rules"
 )
-
-var (
-	scheme  = newScheme()
-	decoder = admission.NewDecoder(scheme)
-)
-
-func newScheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := corev1.AddToScheme(s); err != nil {
-		panic(err) // only a programming error can get here
-	}
-	return s
-}
 
 // FactFinder gathers what the rules need to know about a claim's source.
 type FactFinder interface {
@@ -44,28 +29,29 @@ var _ admission.Validator[*corev1.PersistentVolumeClaim] = &CloneValidator{}
 
 // ValidateCreate judges a new claim.
 func (v *CloneValidator) ValidateCreate(ctx context.Context, claim *corev1.PersistentVolumeClaim) (admission.Warnings, error) {
-	if req, err := admission.RequestFromContext(ctx); err == nil {
-		if err := inRequestNamespace(req, claim); err != nil {
-			return nil, apierrors.NewBadRequest(err.Error())
-		}
-	}
 	if errs := sizeErrors(claim); len(errs) > 0 {
 		return nil, denial(claim, errs)
 	}
 	if v.Policy.Exempt(claim.Namespace) {
 		return nil, nil
 	}
-	if _, ok := rules.SourceOf(claim.Namespace, &claim.Spec); !ok {
+	src, ok := rules.SourceOf(claim.Namespace, &claim.Spec)
+	if !ok {
 		return nil, nil
 	}
+	// Answer (fail closed, saying why) before the apiserver gives up on us.
+	ctx, cancel := context.WithTimeout(ctx, ReviewDeadline)
+	defer cancel()
 	// A source in another namespace is read only when granted to the
 	// requester; otherwise the cross-namespace finding is the whole answer.
 	// (The mutating webhook denied it already; a review sent here directly
 	// must not learn more.)
 	var crossNamespace []rules.Finding
-	for _, f := range rules.MutateSource(claim.Namespace, claim.Spec.DeepCopy(), v.Policy.Groups()).Findings {
-		if f.Rule == rules.RuleCrossNamespace {
-			crossNamespace = append(crossNamespace, f)
+	if src.Namespace != claim.Namespace { // only then is there a finding to copy
+		for _, f := range rules.MutateSource(claim.Namespace, claim.Spec.DeepCopy(), v.Policy.Groups()).Findings {
+			if f.Rule == rules.RuleCrossNamespace {
+				crossNamespace = append(crossNamespace, f)
+			}
 		}
 	}
 	crossNamespace, judge, err := rules.GuardNamespace(claim.Namespace, &claim.Spec, crossNamespace, grantOf(ctx, v.Policy, v.Grants, claim.Namespace))

@@ -89,7 +89,8 @@ func (j *TemplateJudge) judge(ctx context.Context, resource schema.GroupResource
 	}
 	verdict := j.Policy.Judge(ns, findings)
 	j.Metrics.observe(ctx, j.Name, verdict)
-	warnings := append(verdict.Warnings, notJudged...)
+	// First: the apiserver keeps only the first 4 KiB of a response's warnings.
+	warnings := append(admission.Warnings(notJudged), verdict.Warnings...)
 	if len(verdict.Denials) > 0 {
 		return warnings, forbidden(resource, meta.Name, verdict.Denials)
 	}

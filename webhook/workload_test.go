@@ -2,7 +2,7 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
+	"net/http"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -61,16 +61,12 @@ func pod(specs ...corev1.PersistentVolumeClaimSpec) *corev1.Pod {
 }
 
 func TestWorkloadValidators(t *testing.T) {
-	scheme := runtime.NewScheme()
-	_ = corev1.AddToScheme(scheme)
-	_ = appsv1.AddToScheme(scheme)
-	judge := TemplateJudge{Policy: &rules.Policy{}, Facts: workloadFacts()}
-	stsHook := admission.WithValidator[*appsv1.StatefulSet](scheme, &StatefulSetValidator{judge})
-	podHook := admission.WithValidator[*corev1.Pod](scheme, &PodValidator{judge})
+	hooks := NewHandlers(Config{Policy: &rules.Policy{}, Facts: workloadFacts()})
+	stsHook, podHook := hooks.StatefulSet, hooks.Pod
 
 	cases := []struct {
 		name     string
-		hook     *admission.Webhook
+		hook     http.Handler
 		obj      runtime.Object
 		kind     metav1.GroupVersionKind
 		op       admissionv1.Operation
@@ -104,22 +100,11 @@ func TestWorkloadValidators(t *testing.T) {
 	}}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			raw, err := json.Marshal(c.obj)
-			if err != nil {
-				t.Fatal(err)
-			}
 			op := c.op
 			if op == "" {
 				op = admissionv1.Create
 			}
-			gvk := c.obj.GetObjectKind().GroupVersionKind()
-			req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
-				UID: "u", Namespace: "apps", Operation: op,
-				Kind:      metav1.GroupVersionKind{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind},
-				Object:    runtime.RawExtension{Raw: raw},
-				OldObject: runtime.RawExtension{Raw: raw},
-			}}
-			resp := c.hook.Handle(context.Background(), req)
+			resp := send(t, c.hook, op, c.obj)
 			if resp.Allowed != c.allowed {
 				t.Fatalf("allowed = %v, want %v; result %+v", resp.Allowed, c.allowed, resp.Result)
 			}

@@ -162,10 +162,11 @@ type Latency struct {
 
 // APIServerResult is the creates' latency per mode.
 type APIServerResult struct {
-	Rounds int                `json:"rounds"`
-	Clone  map[mode]Latency   `json:"clone"`
-	Plain  map[mode]Latency   `json:"plain"`
-	Ratios map[string]float64 `json:"ratios"`
+	Rounds  int                `json:"rounds"`
+	Clone   map[mode]Latency   `json:"clone"`
+	Restore map[mode]Latency   `json:"restore"`
+	Plain   map[mode]Latency   `json:"plain"`
+	Ratios  map[string]float64 `json:"ratios"`
 }
 
 // createRounds times creates through the apiserver, rounds interleaved over
@@ -173,6 +174,7 @@ type APIServerResult struct {
 // speed falls on all three alike.
 func createRounds(ctx context.Context, c client.Client, reg *registrations, rounds, perRound int) (APIServerResult, error) {
 	clones := map[mode][]time.Duration{}
+	restores := map[mode][]time.Duration{}
 	plains := map[mode][]time.Duration{}
 	src := srcName
 	for round := range rounds {
@@ -181,23 +183,20 @@ func createRounds(ctx context.Context, c client.Client, reg *registrations, roun
 				return APIServerResult{}, err
 			}
 			for i := range perRound {
-				for _, clone := range []bool{true, false} {
-					name := fmt.Sprintf("plain-%s-%d-%d", m, round, i)
-					var source *string
-					if clone {
-						name, source = fmt.Sprintf("clone-%s-%d-%d", m, round, i), &src
+				for _, kind := range []string{"clone", "restore", "plain"} {
+					name := fmt.Sprintf("%s-%s-%d-%d", kind, m, round, i)
+					obj, times := claim(name, nil), plains
+					switch kind {
+					case "clone":
+						obj, times = claim(name, &src), clones
+					case "restore":
+						obj, times = restore(name), restores
 					}
-					obj := claim(name, source)
 					start := time.Now()
 					if err := c.Create(ctx, obj); err != nil {
 						return APIServerResult{}, fmt.Errorf("create %s with %s: %w", name, m, err)
 					}
-					d := time.Since(start)
-					if clone {
-						clones[m] = append(clones[m], d)
-					} else {
-						plains[m] = append(plains[m], d)
-					}
+					times[m] = append(times[m], time.Since(start))
 				}
 			}
 		}
@@ -206,15 +205,20 @@ func createRounds(ctx context.Context, c client.Client, reg *registrations, roun
 	if err := reg.set(ctx, modeClonegate); err != nil {
 		return APIServerResult{}, err
 	}
-	res := APIServerResult{Rounds: rounds, Clone: map[mode]Latency{}, Plain: map[mode]Latency{}, Ratios: map[string]float64{}}
+	res := APIServerResult{Rounds: rounds, Clone: map[mode]Latency{}, Restore: map[mode]Latency{}, Plain: map[mode]Latency{}, Ratios: map[string]float64{}}
 	for _, m := range modes {
 		res.Clone[m] = latency(clones[m])
+		res.Restore[m] = latency(restores[m])
 		res.Plain[m] = latency(plains[m])
 	}
 	res.Ratios["clone_p50_clonegate_over_none"] = res.Clone[modeClonegate].P50Ms / res.Clone[modeNone].P50Ms
 	res.Ratios["clone_p50_clonegate_over_null"] = res.Clone[modeClonegate].P50Ms / res.Clone[modeNull].P50Ms
 	res.Ratios["plain_p50_clonegate_over_none"] = res.Plain[modeClonegate].P50Ms / res.Plain[modeNone].P50Ms
 	res.Ratios["plain_p50_clonegate_over_null"] = res.Plain[modeClonegate].P50Ms / res.Plain[modeNull].P50Ms
+	res.Ratios["restore_p50_clonegate_over_null"] = res.Restore[modeClonegate].P50Ms / res.Restore[modeNull].P50Ms
+	// A restore's review against a clone's, both through clonegate: what
+	// the snapshot lookup costs beyond the claim lookup.
+	res.Ratios["restore_p50_over_clone_p50_clonegate"] = res.Restore[modeClonegate].P50Ms / res.Clone[modeClonegate].P50Ms
 	return res, nil
 }
 

@@ -10,7 +10,9 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -62,7 +64,48 @@ func createFixtures(ctx context.Context, c client.Client) error {
 		AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 		Capacity:    corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)},
 	}
-	return c.Status().Update(ctx, src)
+	if err := c.Status().Update(ctx, src); err != nil {
+		return err
+	}
+	return createSnapshot(ctx, c)
+}
+
+// The snapshot every restore restores: ready, of the source's size, taken
+// by the class's driver.
+const snapName = "snap"
+
+var (
+	snapshotGVK = schema.GroupVersionKind{Group: "snapshot.storage.k8s.io", Version: "v1", Kind: "VolumeSnapshot"}
+	contentGVK  = schema.GroupVersionKind{Group: "snapshot.storage.k8s.io", Version: "v1", Kind: "VolumeSnapshotContent"}
+)
+
+func createSnapshot(ctx context.Context, c client.Client) error {
+	content := &unstructured.Unstructured{}
+	content.SetGroupVersionKind(contentGVK)
+	content.SetName("bench-snap-content")
+	content.Object["spec"] = map[string]any{"driver": driver, "deletionPolicy": "Delete",
+		"source": map[string]any{"snapshotHandle": "h"}, "volumeSnapshotRef": map[string]any{"namespace": benchNS, "name": snapName}}
+	if err := c.Create(ctx, content); err != nil {
+		return err
+	}
+	snap := &unstructured.Unstructured{}
+	snap.SetGroupVersionKind(snapshotGVK)
+	snap.SetNamespace(benchNS)
+	snap.SetName(snapName)
+	snap.Object["spec"] = map[string]any{"source": map[string]any{"volumeSnapshotContentName": content.GetName()}}
+	if err := c.Create(ctx, snap); err != nil {
+		return err
+	}
+	snap.Object["status"] = map[string]any{"readyToUse": true, "restoreSize": size, "boundVolumeSnapshotContentName": content.GetName()}
+	return c.Status().Update(ctx, snap)
+}
+
+// restore is a claim in the bench namespace restored from the snapshot.
+func restore(name string) *corev1.PersistentVolumeClaim {
+	c := claim(name, nil)
+	group := snapshotGVK.Group
+	c.Spec.DataSource = &corev1.TypedLocalObjectReference{APIGroup: &group, Kind: snapshotGVK.Kind, Name: snapName}
+	return c
 }
 
 // claim is a claim in the bench namespace, cloned from source when it is set.

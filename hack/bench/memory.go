@@ -21,16 +21,24 @@ import (
 
 // MemoryPoint is clonegate's memory with some number of claims in the cluster.
 type MemoryPoint struct {
-	Claims        int     `json:"claims"`
-	RSSMiB        float64 `json:"rss_mib"`
-	HeapInuseMiB  float64 `json:"heap_inuse_mib"`
-	HeapLiveMiB   float64 `json:"heap_live_mib"` // marked live by the last GC
-	rss, inuse, l float64
+	Claims       int     `json:"claims"`
+	RSSMiB       float64 `json:"rss_mib"`
+	HeapInuseMiB float64 `json:"heap_inuse_mib"`
+	HeapLiveMiB  float64 `json:"heap_live_mib"` // marked live by the last GC
+	// Per claim above idle, and a fresh process's start to ready (from
+	// readyFrom claims on).
+	RSSBytesPerClaim      float64 `json:"rss_bytes_per_claim,omitempty"`
+	HeapLiveBytesPerClaim float64 `json:"heap_live_bytes_per_claim,omitempty"`
+	ReadySeconds          float64 `json:"ready_seconds,omitempty"`
+	rss, inuse, l         float64
 }
 
 // MemoryResult is the memory figures.
 type MemoryResult struct {
 	Points []MemoryPoint `json:"points"`
+	// After the direct and apiserver load, before filling: the per-claim
+	// figures are above it.
+	Baseline MemoryPoint `json:"baseline"`
 	// Per claim above idle, at the largest point.
 	RSSBytesPerClaim      float64 `json:"rss_bytes_per_claim"`
 	HeapLiveBytesPerClaim float64 `json:"heap_live_bytes_per_claim"`

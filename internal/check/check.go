@@ -23,7 +23,8 @@ import (
 type Finding struct {
 	File      string       `json:"file"`
 	Doc       int          `json:"doc"`
-	Line      int          `json:"line"` // of Field in File, see Object.Line
+	Line      int          `json:"line"`   // of Field in File, see Object.Position
+	Column    int          `json:"column"` // of Field in File
 	Kind      string       `json:"kind"`
 	Namespace string       `json:"namespace"`
 	Name      string       `json:"name"`
@@ -80,7 +81,7 @@ func Check(objs []Object, policy *rules.Policy, namespace string) (*Report, erro
 			errs = append(errs, err)
 		}
 		if c.report.Claims > claims {
-			c.report.Judged = append(c.report.Judged, Subject{File: o.File, Line: o.line, Kind: o.GetKind(), Namespace: ns, Name: o.GetName()})
+			c.report.Judged = append(c.report.Judged, Subject{File: o.File, Line: o.pos.Line, Kind: o.GetKind(), Namespace: ns, Name: o.GetName()})
 		}
 	}
 	if len(errs) > 0 {
@@ -184,7 +185,8 @@ func (c *checker) judge(o Object, ns string, findings []rules.Finding) bool {
 }
 
 func (c *checker) add(o Object, ns string, f Finding) {
-	f.File, f.Doc, f.Line, f.Kind, f.Namespace, f.Name = o.File, o.Doc, o.Line(f.Field), o.GetKind(), ns, o.GetName()
+	pos := o.Position(f.Field)
+	f.File, f.Doc, f.Line, f.Column, f.Kind, f.Namespace, f.Name = o.File, o.Doc, pos.Line, pos.Column, o.GetKind(), ns, o.GetName()
 	c.report.Findings = append(c.report.Findings, f)
 }
 

@@ -113,7 +113,8 @@ type (
 		URI string `json:"uri"`
 	}
 	sarifRegion struct {
-		StartLine int `json:"startLine"`
+		StartLine   int `json:"startLine"`
+		StartColumn int `json:"startColumn,omitempty"`
 	}
 )
 
@@ -179,7 +180,7 @@ func WriteSARIF(w io.Writer, findings []Finding, tool Tool) error {
 		if f.File != Stdin {
 			r.Locations = []sarifLocation{{PhysicalLocation: sarifPhysicalLocation{
 				ArtifactLocation: sarifArtifact{URI: filepath.ToSlash(f.File)},
-				Region:           sarifRegion{StartLine: max(f.Line, 1)},
+				Region:           sarifRegion{StartLine: max(f.Line, 1), StartColumn: f.Column},
 			}}}
 		}
 		run.Results = append(run.Results, r)
@@ -192,13 +193,16 @@ func WriteSARIF(w io.Writer, findings []Finding, tool Tool) error {
 // WriteGitHub prints the findings as GitHub Actions workflow commands, which
 // the runner shows as annotations on the pull request's files:
 //
-//	::error file=path,line=N,title=clonegate clone-size::Kind ns/name: field: message
+//	::error file=path,line=N,col=M,title=clonegate clone-size::Kind ns/name: field: message
 //	::warning file=path,line=N,title=clonegate source-not-bound::…
 func WriteGitHub(w io.Writer, findings []Finding) error {
 	for _, f := range findings {
 		props := []string{}
 		if f.File != Stdin {
 			props = append(props, "file="+escapeProperty(filepath.ToSlash(f.File)), fmt.Sprintf("line=%d", f.Line))
+			if f.Column > 0 {
+				props = append(props, fmt.Sprintf("col=%d", f.Column))
+			}
 		}
 		props = append(props, "title="+escapeProperty("clonegate "+string(f.Rule)))
 		if _, err := fmt.Fprintf(w, "::%s %s::%s\n", level(f.Action), strings.Join(props, ","),

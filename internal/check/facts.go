@@ -3,6 +3,8 @@ package check
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -12,8 +14,11 @@ import (
 	"github.com/clonegate/clonegate/webhook/rules"
 )
 
-// defaultClassAnnotation marks the cluster's default StorageClass.
-const defaultClassAnnotation = "storageclass.kubernetes.io/is-default-class"
+// The annotations that mark the cluster's default StorageClass (GA and beta).
+const (
+	defaultClassAnnotation     = "storageclass.kubernetes.io/is-default-class"
+	betaDefaultClassAnnotation = "storageclass.beta.kubernetes.io/is-default-class"
+)
 
 // unknownDefaultClass names the class a claim that names none gets when no
 // default StorageClass is among the manifests: the cluster's default, which
@@ -69,7 +74,7 @@ func newIndex(objs []Object, namespace string) (*index, error) {
 				continue
 			}
 			x.classes[c.Name] = c
-			if c.Annotations[defaultClassAnnotation] == "true" {
+			if c.Annotations[defaultClassAnnotation] == "true" || c.Annotations[betaDefaultClassAnnotation] == "true" {
 				x.defaultClass = c
 			}
 		case rules.SnapshotAPIGroup + "/VolumeSnapshot":
@@ -141,7 +146,10 @@ func (x *index) snapshot(namespace, name string) *rules.Snapshot {
 	if u == nil {
 		return nil
 	}
-	snap := &rules.Snapshot{Deleting: u.GetDeletionTimestamp() != nil}
+	snap := &rules.Snapshot{
+		Deleting:        u.GetDeletionTimestamp() != nil,
+		SourceProtected: slices.Contains(u.GetFinalizers(), rules.SnapshotSourceProtectionFinalizer),
+	}
 	snap.ReadyToUse, _, _ = unstructured.NestedBool(u.Object, "status", "readyToUse")
 	if s, ok, _ := unstructured.NestedFieldNoCopy(u.Object, "status", "restoreSize"); ok {
 		if q, err := resource.ParseQuantity(fmt.Sprint(s)); err == nil {
@@ -154,6 +162,10 @@ func (x *index) snapshot(namespace, name string) *rules.Snapshot {
 	}
 	if c := x.contents[content]; c != nil {
 		snap.Driver, _, _ = unstructured.NestedString(c.Object, "spec", "driver")
+		if mode, _, _ := unstructured.NestedString(c.Object, "spec", "sourceVolumeMode"); mode != "" {
+			snap.SourceVolumeMode = ptr(corev1.PersistentVolumeMode(mode))
+		}
+		snap.AllowModeChange, _ = strconv.ParseBool(c.GetAnnotations()[rules.AllowVolumeModeChangeAnnotation])
 	}
 	return snap
 }

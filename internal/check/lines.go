@@ -7,38 +7,45 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Line is the line in o.File of the field at fieldPath (as field.Path
-// prints it: spec.volumes[0].ephemeral.volumeClaimTemplate.spec.volumeMode).
-// A field that is not in the file (an apiGroup to be defaulted, a size
-// that was never requested) is placed at the nearest enclosing field that
-// is; a path that leaves the object at once, or an object whose positions
-// could not be read, at the object's first line.
-func (o Object) Line(fieldPath string) int {
-	line := o.line
+// Position is a place in a file, both counted from 1.
+type Position struct{ Line, Column int }
+
+// Line is the line in o.File of the field at fieldPath; see Position.
+func (o Object) Line(fieldPath string) int { return o.Position(fieldPath).Line }
+
+// Position is where in o.File the field at fieldPath is (as field.Path
+// prints it: spec.volumes[0].ephemeral.volumeClaimTemplate.spec.volumeMode):
+// its key, or its item in a list. A field that is not in the file (an
+// apiGroup to be defaulted, a size that was never requested) is placed at
+// the nearest enclosing field that is; a path that leaves the object at
+// once, or an object whose positions could not be read, at the object's
+// first line.
+func (o Object) Position(fieldPath string) Position {
+	pos := o.pos
 	n := o.node
 	for _, seg := range splitPath(fieldPath) {
-		var at int
+		var at Position
 		switch n = deref(n); {
 		case n == nil:
-			return line
+			return pos
 		case n.Kind == yaml.MappingNode:
 			n, at = childAt(n, seg)
 		case n.Kind == yaml.SequenceNode:
 			i, err := strconv.Atoi(seg)
 			if err != nil {
-				return line
+				return pos
 			}
 			n = itemAt(n, i)
-			at = lineOf(n, 0)
+			at = positionOf(n, Position{})
 		default:
-			return line
+			return pos
 		}
 		if n == nil {
-			return line
+			return pos
 		}
-		line = at
+		pos = at
 	}
-	return line
+	return pos
 }
 
 // splitPath splits a field path into keys and indices:
@@ -92,14 +99,15 @@ func deref(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-// childAt is the value under key in a mapping, and the line of the key.
-func childAt(m *yaml.Node, key string) (*yaml.Node, int) {
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			return m.Content[i+1], m.Content[i].Line
+// childAt is the value under key in a mapping, and the position of the key.
+// Of keys given twice the last counts, as it does in the JSON judged.
+func childAt(m *yaml.Node, key string) (*yaml.Node, Position) {
+	for i := len(m.Content) - 2; i >= 0; i -= 2 {
+		if k := m.Content[i]; k.Value == key {
+			return m.Content[i+1], Position{k.Line, k.Column}
 		}
 	}
-	return nil, 0
+	return nil, Position{}
 }
 
 func child(m *yaml.Node, key string) *yaml.Node {
@@ -117,9 +125,9 @@ func itemAt(s *yaml.Node, i int) *yaml.Node {
 	return deref(s.Content[i])
 }
 
-func lineOf(n *yaml.Node, otherwise int) int {
+func positionOf(n *yaml.Node, otherwise Position) Position {
 	if n == nil {
 		return otherwise
 	}
-	return n.Line
+	return Position{n.Line, n.Column}
 }

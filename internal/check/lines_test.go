@@ -72,6 +72,7 @@ spec:
 		{"a List item's own first line", list, 0, "data", 4},
 		{"through an alias", anchors, 0, "spec.resources.requests.storage", 6},
 		{"JSON", json, 0, "spec.volumeMode", 4},
+		{"a key given twice: the last, which is the one judged", "apiVersion: v1\nkind: A\nspec: {x: 1}\nspec:\n  x: 2\n", 0, "spec.x", 5},
 		{"the second document, counted in the file", "kind: A\napiVersion: v1\n---\n\nkind: B\napiVersion: v1\nspec:\n  x: 1\n", 1, "spec.x", 8},
 	}
 	for _, c := range cases {
@@ -87,9 +88,34 @@ spec:
 	}
 }
 
+func TestLineWithoutPositions(t *testing.T) {
+	// A document whose positions could not be read: its first line.
+	if got := (Object{pos: Position{3, 1}}).Line("spec.x"); got != 3 {
+		t.Errorf("Line = %d, want 3", got)
+	}
+}
+
 func TestSplitPath(t *testing.T) {
 	got := strings.Join(splitPath("spec.volumes[0].ephemeral.volumeClaimTemplate.metadata.labels[a.b/c]"), " ")
 	if want := "spec volumes 0 ephemeral volumeClaimTemplate metadata labels a.b/c"; got != want {
 		t.Errorf("splitPath = %q, want %q", got, want)
+	}
+}
+
+func TestPositionHasTheColumn(t *testing.T) {
+	in := "apiVersion: v1\nkind: A\nspec:\n  list:\n  - a: 1\n  - {b: 2}\n  flow: {x: 1, y: 2}\n"
+	objs, err := readManifests("f", strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for field, want := range map[string]Position{
+		"spec.flow.y":    {7, 16}, // the key
+		"spec.list[1]":   {6, 5},  // the item
+		"spec.list[0].a": {5, 5},
+		"":               {1, 1}, // the object
+	} {
+		if got := objs[0].Position(field); got != want {
+			t.Errorf("Position(%q) = %v, want %v", field, got, want)
+		}
 	}
 }

@@ -30,7 +30,7 @@ type Object struct {
 	// node is the object's YAML, its lines those of File; nil when the
 	// positions could not be read (Lines then falls back to the document's).
 	node *yaml.Node
-	line int // the object's first line in File
+	pos  Position // the object's start in File
 }
 
 // InputError is input that could not be read: a missing file, invalid YAML.
@@ -138,7 +138,7 @@ func readManifests(name string, r io.Reader) ([]Object, error) {
 			continue
 		}
 		root := positions(d)
-		o := Object{File: name, Doc: doc, Unstructured: u, node: root, line: lineOf(root, d.line)}
+		o := Object{File: name, Doc: doc, Unstructured: u, node: root, pos: positionOf(root, Position{d.line, 1})}
 		if !u.IsList() {
 			objs = append(objs, o)
 			continue
@@ -150,7 +150,7 @@ func readManifests(name string, r io.Reader) ([]Object, error) {
 		items := child(root, "items")
 		for i := range list.Items {
 			item := itemAt(items, i)
-			objs = append(objs, Object{File: name, Doc: doc, Unstructured: &list.Items[i], node: item, line: lineOf(item, o.line)})
+			objs = append(objs, Object{File: name, Doc: doc, Unstructured: &list.Items[i], node: item, pos: positionOf(item, o.pos)})
 		}
 	}
 	return objs, nil

@@ -148,6 +148,13 @@ func Start(ctx context.Context, o Options) (p *Pipeline, err error) {
 	if r := cluster.Kubectl("", args...); r.Code != 0 {
 		return p, fmt.Errorf("pipeline: applying RBAC: %s", r.Output())
 	}
+	if strings.Contains(o.FeatureGates, "CrossNamespaceVolumeDataSource=true") {
+		// With the gate on, csi-provisioner watches ReferenceGrants and provisions nothing until it
+		// may list them: the rule upstream's RBAC file leaves commented out for this case.
+		if r := cluster.Kubectl(referenceGrantRBAC, "apply", "-f", "-"); r.Code != 0 {
+			return p, fmt.Errorf("pipeline: applying the ReferenceGrant RBAC: %s", r.Output())
+		}
+	}
 	if r := cluster.Kubectl(classes, "apply", "-f", "-"); r.Code != 0 {
 		return p, fmt.Errorf("pipeline: creating the default classes: %s", r.Output())
 	}
@@ -173,6 +180,9 @@ func Start(ctx context.Context, o Options) (p *Pipeline, err error) {
 		return p, err
 	}
 
+	// The sidecars' default of 5 API requests a second suits claims that arrive over time; the
+	// agreement matrix creates about fifty at once, and events came late at that rate.
+	qps := []string{"--kube-api-qps=100", "--kube-api-burst=200"}
 	components := []struct {
 		name string
 		user envtest.User
@@ -181,11 +191,11 @@ func Start(ctx context.Context, o Options) (p *Pipeline, err error) {
 		{"kube-controller-manager", envtest.User{Name: "system:kube-controller-manager"}, append([]string{
 			"--controllers=persistentvolume-binder-controller,persistentvolume-protection-controller,persistentvolumeclaim-protection-controller",
 			"--leader-elect=false", "--use-service-account-credentials=false", "--secure-port=0"}, gates...)},
-		{"snapshot-controller", serviceAccount("kube-system", "snapshot-controller"), []string{"--leader-election=false"}},
-		{"csi-provisioner", serviceAccount("default", "csi-provisioner"), append([]string{
-			"--csi-address=" + socket, "--leader-election=false"}, gates...)},
-		{"csi-snapshotter", serviceAccount("default", "csi-snapshotter"), []string{
-			"--csi-address=" + socket, "--leader-election=false"}},
+		{"snapshot-controller", serviceAccount("kube-system", "snapshot-controller"), append([]string{"--leader-election=false"}, qps...)},
+		{"csi-provisioner", serviceAccount("default", "csi-provisioner"), append(append([]string{
+			"--csi-address=" + socket, "--leader-election=false"}, qps...), gates...)},
+		{"csi-snapshotter", serviceAccount("default", "csi-snapshotter"), append([]string{
+			"--csi-address=" + socket, "--leader-election=false"}, qps...)},
 	}
 	for _, c := range components {
 		kubeconfig, err := p.kubeconfig(c.name, c.user)
@@ -216,6 +226,24 @@ metadata:
   annotations: {snapshot.storage.kubernetes.io/is-default-class: "true"}
 driver: ` + DriverName + `
 deletionPolicy: Delete
+`
+
+// referenceGrantRBAC lets csi-provisioner read ReferenceGrants, as upstream/rbac/csi-provisioner.yaml
+// says to when the CrossNamespaceVolumeDataSource gate is on.
+const referenceGrantRBAC = `apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: external-provisioner-referencegrants}
+rules:
+  - apiGroups: ["gateway.networking.k8s.io"]
+    resources: ["referencegrants"]
+    verbs: ["get", "list", "watch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: csi-provisioner-referencegrants}
+subjects:
+  - {kind: ServiceAccount, name: csi-provisioner, namespace: default}
+roleRef: {kind: ClusterRole, name: external-provisioner-referencegrants, apiGroup: rbac.authorization.k8s.io}
 `
 
 func serviceAccount(namespace, name string) envtest.User {

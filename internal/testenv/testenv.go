@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -150,16 +151,37 @@ type Server struct {
 	Cmd         *exec.Cmd
 	ProbeAddr   string
 	MetricsAddr string
-	Log         *bytes.Buffer
+	Log         *LogBuffer
 	exited      chan struct{}
 	waitErr     error
 }
+
+// LogBuffer holds a process's output; safe to read while the process writes.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// Bytes is a copy of the output so far.
+func (b *LogBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.buf.Bytes())
+}
+
+func (b *LogBuffer) String() string { return string(b.Bytes()) }
 
 // StartServer runs the clonegate binary as the webhooks' server, on the
 // address and certificate envtest registered, and waits until it is ready.
 func (c *Cluster) StartServer(ctx context.Context, bin string, extraArgs ...string) (*Server, error) {
 	w := c.Env.WebhookInstallOptions
-	s := &Server{ProbeAddr: freeAddr(), MetricsAddr: freeAddr(), Log: &bytes.Buffer{}, exited: make(chan struct{})}
+	s := &Server{ProbeAddr: freeAddr(), MetricsAddr: freeAddr(), Log: &LogBuffer{}, exited: make(chan struct{})}
 	args := append([]string{"serve",
 		"--cert-dir", w.LocalServingCertDir,
 		"--host", w.LocalServingHost,

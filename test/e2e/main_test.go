@@ -144,7 +144,7 @@ func (e *env) apply(t *testing.T, ns, manifest string, args ...string) testenv.R
 // sourceOpts describe a source claim and its volume.
 type sourceOpts struct {
 	request, capacity string // capacity empty: the claim stays Pending
-	class             string // "-" for none
+	class             string // "-" for none, `""` for storageClassName ""
 	driver            string // CSI driver of its volume; "-" for a non-CSI volume
 	block             bool
 }
@@ -167,7 +167,11 @@ func (e *env) source(t *testing.T, ns, name string, o sourceOpts) {
 			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(o.request)}},
 		},
 	}
-	if o.class != "-" {
+	switch o.class {
+	case "-":
+	case `""`:
+		claim.Spec.StorageClassName = ptrTo("")
+	default:
 		claim.Spec.StorageClassName = &o.class
 		e.class(t, o.class, "fast.csi.example.com")
 	}
@@ -186,7 +190,7 @@ func (e *env) source(t *testing.T, ns, name string, o sourceOpts) {
 				VolumeMode:  claim.Spec.VolumeMode,
 			},
 		}
-		if o.class != "-" {
+		if o.class != "-" && o.class != `""` {
 			pv.Spec.StorageClassName = o.class
 		}
 		if o.driver == "-" {
@@ -272,3 +276,5 @@ func expect(t *testing.T, r testenv.Result, code int, wants ...string) {
 		}
 	}
 }
+
+func ptrTo[T any](v T) *T { return &v }

@@ -41,11 +41,19 @@ func TestClassesAndDrivers(t *testing.T) {
 
 		e.source(t, ns, "no-class", sourceOpts{request: "1Gi", capacity: "1Gi", class: "-"})
 		expect(t, e.apply(t, ns, cloneYAML("of-no-class", "no-class", "1Gi")), 1, validateDenied,
-			`source PersistentVolumeClaim "no-class" has no storage class`)
+			`source PersistentVolumeClaim "no-class" has no storageClassName`)
 
 		e.source(t, ns, "src", sourceOpts{request: "1Gi", capacity: "1Gi"})
 		missingClass := strings.Replace(cloneYAML("bad-class", "src", "1Gi"), "csi-fast", "nope", 1)
-		expect(t, e.apply(t, ns, missingClass), 1, validateDenied, `StorageClass "nope" does not exist`, `("csi-fast")`)
+		expect(t, e.apply(t, ns, missingClass), 0, "created", `Warning: spec.storageClassName: Invalid value: "nope": StorageClass "nope" does not exist`, `("csi-fast")`)
+		classless := strings.Replace(cloneYAML("classless", "src", "1Gi"), "csi-fast", `""`, 1)
+		expect(t, e.apply(t, ns, classless), 1, validateDenied, `storageClassName "" is never provisioned`, "!no default StorageClass")
+		// A source with storageClassName "" bound to a volume of the right driver is cloned upstream.
+		e.source(t, ns, "empty-class", sourceOpts{request: "1Gi", capacity: "1Gi", class: `""`})
+		expect(t, e.apply(t, ns, cloneYAML("of-empty-class", "empty-class", "1Gi")), 0, "created", "!Warning")
+		// A class created in the same apply is found (read live on a cache miss).
+		expect(t, e.apply(t, ns, "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: just-made}\nprovisioner: fast.csi.example.com\n---\n"+
+			strings.Replace(cloneYAML("new-class", "src", "1Gi"), "csi-fast", "just-made", 1)), 0, "created", "!Warning")
 
 		otherDriver := strings.Replace(cloneYAML("other-driver", "src", "1Gi"), "csi-fast", "csi-slow", 1)
 		expect(t, e.apply(t, ns, otherDriver), 1, validateDenied,
@@ -73,7 +81,7 @@ var (
 )
 
 // snapshot creates a VolumeSnapshot with status, and its content by driver.
-func (e *env) snapshot(t *testing.T, ns, name string, ready bool, restoreSize, driver string, finalizer bool) {
+func (e *env) snapshot(t *testing.T, ns, name string, ready bool, restoreSize, driver string, finalizer bool, contentOpts ...func(*unstructured.Unstructured)) {
 	t.Helper()
 	ctx := context.Background()
 	content := &unstructured.Unstructured{}
@@ -81,6 +89,9 @@ func (e *env) snapshot(t *testing.T, ns, name string, ready bool, restoreSize, d
 	content.SetName(ns + "-" + name)
 	content.Object["spec"] = map[string]any{"driver": driver, "deletionPolicy": "Delete",
 		"source": map[string]any{"snapshotHandle": "h"}, "volumeSnapshotRef": map[string]any{"namespace": ns, "name": name}}
+	for _, f := range contentOpts {
+		f(content)
+	}
 	if err := e.Client.Create(ctx, content); err != nil {
 		t.Fatal(err)
 	}
@@ -107,9 +118,10 @@ func restoreYAML(name, snap, size string) string {
 
 func TestSnapshotRestores(t *testing.T) {
 	crds := filepath.Join(root, "test", "e2e", "testdata", "crds")
+	backups := filepath.Join(root, "test", "e2e", "testdata", "backup-crd")
 	for _, gates := range []string{"", gateOn} {
 		t.Run("gates="+gates, func(t *testing.T) {
-			e := newEnv(t, testenv.Options{FeatureGates: gates, CRDPaths: []string{crds}})
+			e := newEnv(t, testenv.Options{FeatureGates: gates, CRDPaths: []string{crds, backups}})
 			ns := e.namespace(t)
 			e.class(t, "csi-fast", "fast.csi.example.com")
 			e.snapshot(t, ns, "ready", true, "5Gi", "fast.csi.example.com", false)
@@ -125,6 +137,36 @@ func TestSnapshotRestores(t *testing.T) {
 			expect(t, e.apply(t, ns, restoreYAML("wrong-driver", "other-driver", "1Gi")), 1, validateDenied,
 				`VolumeSnapshot "other-driver" was taken by CSI driver "slow.csi.example.com", but StorageClass "csi-fast" provisions with "fast.csi.example.com"`)
 			expect(t, e.apply(t, ns, restoreYAML("of-going", "going", "1Gi")), 1, validateDenied, `VolumeSnapshot "going" is being deleted`)
+			// A snapshot being deleted that the provisioner still restores from.
+			e.snapshot(t, ns, "protected", true, "1Gi", "fast.csi.example.com", true)
+			expect(t, e.Kubectl("", "patch", "volumesnapshot", "-n", ns, "protected", "--type=json", "-p",
+				`[{"op":"add","path":"/metadata/finalizers/-","value":"provisioner.storage.kubernetes.io/volumesnapshot-as-source-protection"}]`), 0)
+			expect(t, e.Kubectl("", "delete", "volumesnapshot", "-n", ns, "protected", "--wait=false"), 0)
+			expect(t, e.apply(t, ns, restoreYAML("of-protected", "protected", "1Gi")), 0, "created", "!Warning")
+
+			// Volume mode: the content's sourceVolumeMode, unless it allows a change.
+			mode := func(m string, allow string) func(*unstructured.Unstructured) {
+				return func(c *unstructured.Unstructured) {
+					_ = unstructured.SetNestedField(c.Object, m, "spec", "sourceVolumeMode")
+					if allow != "" {
+						c.SetAnnotations(map[string]string{"snapshot.storage.kubernetes.io/allow-volume-mode-change": allow})
+					}
+				}
+			}
+			e.snapshot(t, ns, "of-fs", true, "1Gi", "fast.csi.example.com", false, mode("Filesystem", ""))
+			e.snapshot(t, ns, "of-block", true, "1Gi", "fast.csi.example.com", false, mode("Block", ""))
+			e.snapshot(t, ns, "of-fs-convertible", true, "1Gi", "fast.csi.example.com", false, mode("Filesystem", "true"))
+			e.snapshot(t, ns, "of-fs-not-convertible", true, "1Gi", "fast.csi.example.com", false, mode("Filesystem", "false"))
+			expect(t, e.apply(t, ns, restoreYAML("fs-from-fs", "of-fs", "1Gi")), 0, "created", "!Warning")
+			expect(t, e.apply(t, ns, restoreYAML("block-from-fs", "of-fs", "1Gi")+"  volumeMode: Block\n"), 1, validateDenied,
+				`spec.volumeMode: Invalid value: "Block": VolumeSnapshot "of-fs" was taken from a Filesystem volume`, "allow-volume-mode-change")
+			expect(t, e.apply(t, ns, restoreYAML("fs-from-block", "of-block", "1Gi")), 1, validateDenied, `was taken from a Block volume`, "set spec.volumeMode to Block")
+			expect(t, e.apply(t, ns, restoreYAML("block-from-convertible", "of-fs-convertible", "1Gi")+"  volumeMode: Block\n"), 0, "created", "!Warning")
+			expect(t, e.apply(t, ns, restoreYAML("block-from-not-convertible", "of-fs-not-convertible", "1Gi")+"  volumeMode: Block\n"), 1, validateDenied)
+
+			// A restore with storageClassName "" is never provisioned; a class not there yet only warns.
+			expect(t, e.apply(t, ns, strings.Replace(restoreYAML("classless", "ready", "5Gi"), "csi-fast", `""`, 1)), 1, validateDenied, `storageClassName "" is never provisioned`)
+			expect(t, e.apply(t, ns, strings.Replace(restoreYAML("class-later", "ready", "5Gi"), "csi-fast", "later", 1)), 0, "created", `Warning: spec.storageClassName: Invalid value: "later": StorageClass "later" does not exist`)
 			expect(t, e.apply(t, ns, restoreYAML("of-nothing", "nothing", "1Gi")), 0, "created", `VolumeSnapshot "nothing" does not exist`)
 			// Without apiGroup: defaulted by the mutating webhook, then judged.
 			noGroup := strings.Replace(restoreYAML("small-no-group", "ready", "1Gi"), "apiGroup: snapshot.storage.k8s.io, ", "", 1)
@@ -142,6 +184,9 @@ func TestSnapshotRestores(t *testing.T) {
 				return claimYAML(name, fmt.Sprintf("  dataSourceRef: {apiGroup: backup.example.com, kind: %s, name: b}\n  resources: {requests: {storage: 1Gi}}\n", kind))
 			}
 			expect(t, e.apply(t, ns, populated("from-backup", "Backup")), 0, "created", "!Warning")
+			expect(t, e.apply(t, ns, populated("from-nothing", "Nothing")), 0, "created",
+				"Warning: spec.dataSourceRef.kind: Invalid value: \"Nothing\": no API in the cluster serves Nothing.backup.example.com")
+			// Served (by a CRD) but registered by no VolumePopulator.
 			expect(t, e.apply(t, ns, populated("from-archive", "Archive")), 0, "created",
 				"Warning: spec.dataSourceRef.kind: Invalid value: \"Archive\": no VolumePopulator is registered for Archive.backup.example.com")
 		})
@@ -202,4 +247,30 @@ func TestMetricsCountFindingsByRule(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+}
+
+// In a cluster that serves VolumeSnapshots but not VolumeSnapshotContents, a
+// ready restore is admitted: the checks that need the content are skipped,
+// with a warning that says so, never denied.
+func TestRestoreWithoutTheContentAPI(t *testing.T) {
+	crd := filepath.Join(root, "test", "e2e", "testdata", "crds", "snapshot.storage.k8s.io_volumesnapshots.yaml")
+	e := newEnv(t, testenv.Options{CRDPaths: []string{crd}})
+	ns := e.namespace(t)
+	e.class(t, "csi-fast", "fast.csi.example.com")
+	snap := &unstructured.Unstructured{}
+	snap.SetGroupVersionKind(snapshotGVK)
+	snap.SetNamespace(ns)
+	snap.SetName("nightly")
+	snap.Object["spec"] = map[string]any{"source": map[string]any{"volumeSnapshotContentName": "c"}}
+	ctx := context.Background()
+	if err := e.Client.Create(ctx, snap); err != nil {
+		t.Fatal(err)
+	}
+	snap.Object["status"] = map[string]any{"readyToUse": true, "restoreSize": "1Gi", "boundVolumeSnapshotContentName": "c"}
+	if err := e.Client.Status().Update(ctx, snap); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, e.apply(t, ns, restoreYAML("restore", "nightly", "1Gi")), 0, "persistentvolumeclaim/restore created",
+		`Warning: spec.dataSource.name: Invalid value: "nightly": not checked: driver-mismatch, volume-mode (clonegate could not read the VolumeSnapshotContent: VolumeSnapshotContent "c": its API is not served in this cluster)`)
+	expect(t, e.apply(t, ns, restoreYAML("small", "nightly", "512Mi")), 1, validateDenied, "must be at least 1Gi")
 }

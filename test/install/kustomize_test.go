@@ -36,6 +36,10 @@ func TestOverlaysDryRun(t *testing.T) {
 			"mutatingwebhookconfiguration.admissionregistration.k8s.io/clonegate-mutating created (server dry run)",
 			"validatingwebhookconfiguration.admissionregistration.k8s.io/clonegate-validating created (server dry run)",
 		}},
+		{"clientauth", []string{
+			"deployment.apps/clonegate created (server dry run)",
+			"validatingwebhookconfiguration.admissionregistration.k8s.io/clonegate-validating created (server dry run)",
+		}},
 		{"certmanager", []string{
 			"deployment.apps/clonegate created (server dry run)",
 			"issuer.cert-manager.io/clonegate-selfsigned created (server dry run)",
@@ -57,6 +61,22 @@ func TestOverlaysDryRun(t *testing.T) {
 		})
 	}
 
+	t.Run("clientauth requires the apiserver's client certificate", func(t *testing.T) {
+		out := kubectl(t, c, "kustomize", filepath.Join(root, "config", "clientauth")).Stdout
+		for _, w := range []string{"--client-ca-file=/etc/clonegate-client-ca/ca.crt", "mountPath: /etc/clonegate-client-ca", "name: clonegate-client-ca", "--cert-mode=self"} {
+			if !strings.Contains(out, w) {
+				t.Errorf("config/clientauth lacks %q", w)
+			}
+		}
+	})
+
+	t.Run("the NetworkPolicy admits metrics only from the monitoring namespace", func(t *testing.T) {
+		out := kubectl(t, c, "kustomize", filepath.Join(root, "config", "default")).Stdout
+		if !strings.Contains(out, "kubernetes.io/metadata.name: monitoring") {
+			t.Errorf("config/default's NetworkPolicy does not narrow the metrics port")
+		}
+	})
+
 	t.Run("certmanager has no Secret access and mounts cert-manager's Secret", func(t *testing.T) {
 		out := kubectl(t, c, "kustomize", filepath.Join(root, "config", "certmanager")).Stdout
 		for _, w := range []string{"--cert-mode=cert-manager", "secretName: clonegate-webhook-tls", "cert-manager.io/inject-ca-from: clonegate-system/clonegate-webhook-cert"} {
@@ -64,7 +84,7 @@ func TestOverlaysDryRun(t *testing.T) {
 				t.Errorf("config/certmanager lacks %q", w)
 			}
 		}
-		for _, bad := range []string{"--cert-mode=self", "name: clonegate-cert", "emptyDir"} {
+		for _, bad := range []string{"--cert-mode=self", "name: clonegate-cert", "emptyDir", "mutatingwebhookconfigurations", "validatingwebhookconfigurations"} {
 			if strings.Contains(out, bad) {
 				t.Errorf("config/certmanager still has %q", bad)
 			}

@@ -104,11 +104,27 @@ func TestValidateSource(t *testing.T) {
 		want: []Finding{{RuleCloneSize, field.Invalid(storage, "5368709119",
 			`must be at least 5Gi, the size of source PersistentVolumeClaim "src"; request 5Gi or more`)}},
 	}, {
-		name:  "rejects a clone smaller than an expanded source",
+		name:  "rejects a clone smaller than an expanded source, as the driver would",
 		spec:  claim("5Gi", cloneOf("src")),
 		facts: cluster(bound("5Gi", "8Gi")),
-		want: []Finding{{RuleCloneSize, field.Invalid(storage, "5Gi",
-			`must be at least 8Gi, the size of source PersistentVolumeClaim "src"; request 8Gi or more`)}},
+		want: []Finding{{RuleCloneCapacity, field.Invalid(storage, "5Gi",
+			`must be at least 8Gi, the capacity of source PersistentVolumeClaim "src" (it requested 5Gi; its volume is larger, rounded up or expanded); request 8Gi or more; the provisioner passes it on, but a CSI driver that does not round the clone up as it rounded the source refuses it and the claim stays Pending (set rule clone-capacity to deny where your driver does)`)}},
+	}, {
+		name:  "rejects a clone of a source the driver rounded up under clone-capacity, not clone-size",
+		spec:  claim("1500Mi", cloneOf("src")),
+		facts: cluster(bound("1500Mi", "2Gi")),
+		want: []Finding{{RuleCloneCapacity, field.Invalid(storage, "1500Mi",
+			`must be at least 2Gi, the capacity of source PersistentVolumeClaim "src" (it requested 1500Mi; its volume is larger, rounded up or expanded); request 2Gi or more; the provisioner passes it on, but a CSI driver that does not round the clone up as it rounded the source refuses it and the claim stays Pending (set rule clone-capacity to deny where your driver does)`)}},
+	}, {
+		name:  "admits a clone one milli-byte short, which the provisioner rounds up to the same bytes",
+		spec:  claim("1073741823500m", cloneOf("src")),
+		facts: cluster(bound("1Gi", "1Gi")),
+	}, {
+		name:  "rejects a clone one byte short",
+		spec:  claim("1073741823", cloneOf("src")),
+		facts: cluster(bound("1Gi", "1Gi")),
+		want: []Finding{{RuleCloneSize, field.Invalid(storage, "1073741823",
+			`must be at least 1Gi, the size of source PersistentVolumeClaim "src"; request 1Gi or more`)}},
 	}, {
 		name:  "rejects a clone smaller than the source's request when its volume is smaller",
 		spec:  claim("9G", cloneOf("src")),
@@ -159,20 +175,49 @@ func TestValidateSource(t *testing.T) {
 		facts: cluster(bound("5Gi", "5Gi", func(c *corev1.PersistentVolumeClaim) {
 			c.Spec.StorageClassName = nil
 		})),
-		want: []Finding{{RuleStorageClass, field.Invalid(sourceName, "src", `source PersistentVolumeClaim "src" has no storage class, so no CSI driver can clone it; clone a claim provisioned from a StorageClass`)}},
+		want: []Finding{{RuleStorageClass, field.Invalid(sourceName, "src", `source PersistentVolumeClaim "src" has no storageClassName, and the provisioner refuses to clone such a claim; clone a claim provisioned from a StorageClass`)}},
 	}, {
-		name:  "rejects a clone whose class does not exist",
+		name: "admits a source with storageClassName \"\" bound to a volume of the right driver, as the provisioner does",
+		spec: claim("5Gi", cloneOf("src")),
+		facts: cluster(bound("5Gi", "5Gi", func(c *corev1.PersistentVolumeClaim) {
+			c.Spec.StorageClassName = ptr("")
+		})),
+	}, {
+		name:  "rejects a clone with storageClassName \"\", which is never provisioned",
+		spec:  claim("5Gi", cloneOf("src"), func(s *corev1.PersistentVolumeClaimSpec) { s.StorageClassName = ptr("") }),
+		facts: Facts{Complete: true, SourceClaim: bound("5Gi", "5Gi"), SourceVolume: csiVolume("fast.csi.example.com")},
+		want: []Finding{{RuleStorageClass, field.Invalid(classPath, "",
+			`a claim with storageClassName "" is never provisioned: it is bound to an existing PersistentVolume and its data source is ignored; set spec.storageClassName to the source's class ("fast")`)}},
+	}, {
+		name:  "warns of a clone whose class does not exist yet: it is provisioned once it does",
 		spec:  claim("5Gi", cloneOf("src")),
 		facts: Facts{Complete: true, SourceClaim: bound("5Gi", "5Gi"), SourceVolume: csiVolume("fast.csi.example.com")},
-		want:  []Finding{{RuleStorageClass, field.Invalid(classPath, "fast", `StorageClass "fast" does not exist; set spec.storageClassName to the source's class ("fast")`)}},
+		want: []Finding{{RuleMissingClass, field.Invalid(classPath, "fast",
+			`StorageClass "fast" does not exist, so the claim stays Pending until it does; create it first, or set spec.storageClassName to the source's class ("fast")`)}},
 	}, {
-		name: "rejects a clone without class when the cluster has no default",
+		name: "warns of a clone without class when the cluster has no default",
 		spec: claim("5Gi", cloneOf("src"), func(s *corev1.PersistentVolumeClaimSpec) {
 			s.StorageClassName = nil
 		}),
 		facts: Facts{Complete: true, SourceClaim: bound("5Gi", "5Gi"), SourceVolume: csiVolume("fast.csi.example.com")},
-		want: []Finding{{RuleStorageClass, field.Invalid(classPath, "",
-			`the claim names no storageClassName and the cluster has no default StorageClass; set spec.storageClassName to the source's class ("fast")`)}},
+		want: []Finding{{RuleMissingClass, field.Invalid(classPath, "",
+			`the claim names no storageClassName and the cluster has no default StorageClass, so it stays Pending until one exists; set spec.storageClassName to the source's class ("fast")`)}},
+	}, {
+		name:  "judges a migrated in-tree class by the CSI driver that replaced it",
+		spec:  claim("5Gi", cloneOf("src")),
+		facts: Facts{Complete: true, SourceClaim: bound("5Gi", "5Gi"), SourceVolume: csiVolume("pxd.portworx.com"), Class: &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "fast"}, Provisioner: "kubernetes.io/portworx-volume"}},
+	}, {
+		name:  "skips the driver check, with a warning, when the source's volume cannot be read",
+		spec:  claim("5Gi", cloneOf("src")),
+		facts: Facts{Complete: true, SourceClaim: bound("5Gi", "5Gi"), Class: fast, Unread: []Unread{{FactSourceVolume, `PersistentVolume "pv-src": forbidden`}}},
+		want: []Finding{{RuleSkippedCheck, field.Invalid(sourceName, "src",
+			`not checked: driver-mismatch (clonegate could not read the source's PersistentVolume: PersistentVolume "pv-src": forbidden); the claim is admitted without these checks`)}},
+	}, {
+		name:  "never reports a class as missing when it could not be read",
+		spec:  claim("5Gi", cloneOf("src")),
+		facts: Facts{Complete: true, SourceClaim: bound("5Gi", "5Gi"), SourceVolume: csiVolume("fast.csi.example.com"), Unread: []Unread{{FactClass, `StorageClass "fast": forbidden`}}},
+		want: []Finding{{RuleSkippedCheck, field.Invalid(sourceName, "src",
+			`not checked: missing-class, driver-mismatch (clonegate could not read the StorageClass: StorageClass "fast": forbidden); the claim is admitted without these checks`)}},
 	}, {
 		name:  "rejects a clone provisioned by another driver, naming both",
 		spec:  claim("5Gi", cloneOf("src")),
@@ -233,6 +278,68 @@ func TestValidateSource(t *testing.T) {
 		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: &Snapshot{ReadyToUse: true, Driver: "slow.csi.example.com"}, Class: fast},
 		want: []Finding{{RuleDriverMismatch, field.Invalid(classPath, "fast",
 			`VolumeSnapshot "nightly" was taken by CSI driver "slow.csi.example.com", but StorageClass "fast" provisions with "fast.csi.example.com"; only the same driver can copy the data: use a StorageClass whose provisioner is the source's driver`)}},
+	}, {
+		name:  "admits a restore of a snapshot being deleted that the provisioner still protects as a source",
+		spec:  claim("5Gi", restoreOf("nightly")),
+		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: &Snapshot{Deleting: true, SourceProtected: true, ReadyToUse: true}, Class: fast},
+	}, {
+		name:  "rejects a restore in another volume mode than the snapshot's source",
+		spec:  claim("5Gi", restoreOf("nightly"), block),
+		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: &Snapshot{ReadyToUse: true, SourceVolumeMode: ptr(corev1.PersistentVolumeFilesystem)}, Class: fast},
+		want: []Finding{{RuleVolumeMode, field.Invalid(field.NewPath("spec", "volumeMode"), "Block",
+			`VolumeSnapshot "nightly" was taken from a Filesystem volume; the provisioner refuses to restore it as Block unless its VolumeSnapshotContent is annotated snapshot.storage.kubernetes.io/allow-volume-mode-change: "true": set spec.volumeMode to Filesystem`)}},
+	}, {
+		name:  "rejects a Filesystem restore (the default mode) of a Block snapshot",
+		spec:  claim("5Gi", restoreOf("nightly")),
+		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: &Snapshot{ReadyToUse: true, SourceVolumeMode: ptr(corev1.PersistentVolumeBlock)}, Class: fast},
+		want: []Finding{{RuleVolumeMode, field.Invalid(field.NewPath("spec", "volumeMode"), "Filesystem",
+			`VolumeSnapshot "nightly" was taken from a Block volume; the provisioner refuses to restore it as Filesystem unless its VolumeSnapshotContent is annotated snapshot.storage.kubernetes.io/allow-volume-mode-change: "true": set spec.volumeMode to Block`)}},
+	}, {
+		name:  "admits a restore in another mode when the content allows it",
+		spec:  claim("5Gi", restoreOf("nightly"), block),
+		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: &Snapshot{ReadyToUse: true, SourceVolumeMode: ptr(corev1.PersistentVolumeFilesystem), AllowModeChange: true}, Class: fast},
+	}, {
+		name:  "admits a restore of a snapshot whose source mode is unknown",
+		spec:  claim("5Gi", restoreOf("nightly"), block),
+		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: &Snapshot{ReadyToUse: true}, Class: fast},
+	}, {
+		name:  "rejects a restore with storageClassName \"\", which is never provisioned",
+		spec:  claim("5Gi", restoreOf("nightly"), func(s *corev1.PersistentVolumeClaimSpec) { s.StorageClassName = ptr("") }),
+		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: &Snapshot{ReadyToUse: true}},
+		want: []Finding{{RuleStorageClass, field.Invalid(classPath, "",
+			`a claim with storageClassName "" is never provisioned: it is bound to an existing PersistentVolume and its data source is ignored; set spec.storageClassName to the source's class`)}},
+	}, {
+		name:  "warns of a restore whose class does not exist yet",
+		spec:  claim("5Gi", restoreOf("nightly")),
+		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: &Snapshot{ReadyToUse: true}},
+		want: []Finding{{RuleMissingClass, field.Invalid(classPath, "fast",
+			`StorageClass "fast" does not exist, so the claim stays Pending until it does; create it first, or set spec.storageClassName to the source's class`)}},
+	}, {
+		name:  "skips the driver and mode checks of a restore, with a warning, when the content cannot be read",
+		spec:  claim("5Gi", restoreOf("nightly")),
+		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: &Snapshot{ReadyToUse: true}, Class: fast, Unread: []Unread{{FactContent, `the VolumeSnapshotContent API is not served`}}},
+		want: []Finding{{RuleSkippedCheck, field.Invalid(sourceName, "nightly",
+			`not checked: driver-mismatch, volume-mode (clonegate could not read the VolumeSnapshotContent: the VolumeSnapshotContent API is not served); the claim is admitted without these checks`)}},
+	}, {
+		name:  "rejects a restore one byte below the restoreSize but admits one rounded up to it",
+		spec:  claim("5368709119500m", restoreOf("nightly")),
+		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: ready, Class: fast},
+	}, {
+		name: "warns of a kind no API serves, even without the VolumePopulator API",
+		spec: claim("1Gi", func(s *corev1.PersistentVolumeClaimSpec) {
+			s.DataSourceRef = &corev1.TypedObjectReference{APIGroup: ptr("example.com"), Kind: "Backup", Name: "b"}
+		}),
+		facts: Facts{Complete: true, KindServed: ptr(false)},
+		want: []Finding{{RuleUnknownPopulator, field.Invalid(field.NewPath("spec", "dataSourceRef", "kind"), "Backup",
+			`no API in the cluster serves Backup.example.com, so nothing will ever fill this volume and the claim stays Pending; fix the kind and apiGroup, or install the API that serves it and its populator`)}},
+	}, {
+		name: "says a kind in the wrong case in dataSourceRef is case-sensitive",
+		spec: claim("1Gi", func(s *corev1.PersistentVolumeClaimSpec) {
+			s.DataSourceRef = &corev1.TypedObjectReference{APIGroup: ptr(SnapshotAPIGroup), Kind: "volumesnapshot", Name: "b"}
+		}),
+		facts: Facts{Complete: true, KindServed: ptr(false)},
+		want: []Finding{{RuleUnknownPopulator, field.Invalid(field.NewPath("spec", "dataSourceRef", "kind"), "volumesnapshot",
+			`no API in the cluster serves volumesnapshot.snapshot.storage.k8s.io, so nothing will ever fill this volume and the claim stays Pending; kind is case-sensitive: VolumeSnapshot`)}},
 	}, {
 		name: "warns of a populator kind nothing registers",
 		spec: claim("1Gi", func(s *corev1.PersistentVolumeClaimSpec) {

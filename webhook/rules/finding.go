@@ -13,22 +13,27 @@ const (
 	// Mutating webhook: judged before the apiserver drops what it does not know.
 	RuleAPIGroupDefault Rule = "api-group-default" // a warning whenever apiGroup was defaulted
 	RuleCrossNamespace  Rule = "cross-namespace-source"
-	RuleDroppedSource   Rule = "dropped-source" // a kind without apiGroup the apiserver will drop
+	RuleDroppedSource   Rule = "dropped-source" // a dataSource in a shape the apiserver drops
 	// A claim template (StatefulSet, generic ephemeral volume) whose source has
 	// no apiGroup: the apiserver rejects the workload; `clonegate check` says so.
 	RuleTemplateAPIGroup Rule = "template-api-group"
 
 	// Validating webhook: judged against the source object.
 	RuleMissingSource    Rule = "missing-source"
-	RuleCloneSize        Rule = "clone-size"
+	RuleCloneSize        Rule = "clone-size"     // below the source's request: the provisioner refuses
+	RuleCloneCapacity    Rule = "clone-capacity" // below the source's real capacity: most drivers refuse
 	RuleSourceNotBound   Rule = "source-not-bound"
 	RuleSourceDeleting   Rule = "source-deleting"
-	RuleStorageClass     Rule = "storage-class"
+	RuleStorageClass     Rule = "storage-class" // a class that can never work: "" on the claim, none on the source
+	RuleMissingClass     Rule = "missing-class" // a class that does not exist (yet): Pending until it does
 	RuleDriverMismatch   Rule = "driver-mismatch"
 	RuleVolumeMode       Rule = "volume-mode"
 	RuleSnapshotNotReady Rule = "snapshot-not-ready"
 	RuleRestoreSize      Rule = "restore-size"
 	RuleUnknownPopulator Rule = "unknown-populator"
+	// A secondary fact (a volume, a content, a class) could not be read: the
+	// checks that need it were skipped. Never a denial by default.
+	RuleSkippedCheck Rule = "skipped-check"
 )
 
 // Finding is one rule's complaint about a claim, in field style.

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -22,13 +23,22 @@ type Mutation struct {
 }
 
 // MutateSource defaults the apiGroup of spec's data sources in place and
-// checks what only the mutating stage can see. The apiserver silently drops a
-// source without apiGroup (other than a claim) and, with the
-// CrossNamespaceVolumeDataSource gate off, any dataSourceRef with a namespace:
-// both must be judged here, before that happens.
+// checks what only the mutating stage can see: the apiserver silently drops a
+// dataSource it does not keep (see droppedSource) and, with the
+// CrossNamespaceVolumeDataSource gate off, any dataSourceRef with a
+// namespace. Both must be judged here, before that happens.
 func MutateSource(namespace string, spec *corev1.PersistentVolumeClaimSpec, groups DefaultAPIGroups) Mutation {
 	var m Mutation
 	ds, ref := spec.DataSource, spec.DataSourceRef
+	if ds != nil && ref == nil {
+		// Alone, a dataSource is kept only in its two historical shapes.
+		if ds.Kind == KindSnapshot && groupOf(ds.APIGroup) == "" {
+			m.defaultGroup(dataSourcePath, &ds.APIGroup, ds.Kind, DefaultGroups)
+		} else if f, dropped := droppedSource(ds); dropped {
+			m.Findings = append(m.Findings, f)
+		}
+		return m
+	}
 	if ds != nil && ref != nil && ds.Kind == ref.Kind && ds.Name == ref.Name {
 		// Both name the same object: when one carries the group, the other
 		// takes it, so that the two still match as the apiserver requires.
@@ -47,18 +57,69 @@ func MutateSource(namespace string, spec *corev1.PersistentVolumeClaimSpec, grou
 	return m
 }
 
-func (m *Mutation) defaultGroup(path *field.Path, group **string, kind string, groups DefaultAPIGroups) {
-	if *group != nil && **group != "" {
-		return
+// keptByAPIServer reports whether the apiserver keeps a dataSource given
+// without a dataSourceRef. Its EnforceDataSourceBackwardsCompatibility
+// (pkg/api/persistentvolumeclaim) keeps exactly a PersistentVolumeClaim in the
+// core group and a VolumeSnapshot in snapshot.storage.k8s.io, and drops
+// anything else without a word: the claim is stored with no source at all.
+func keptByAPIServer(ds *corev1.TypedLocalObjectReference) bool {
+	group := groupOf(ds.APIGroup)
+	return (ds.Kind == KindClaim && group == coreAPIGroup) || (ds.Kind == KindSnapshot && group == SnapshotAPIGroup)
+}
+
+// droppedSource is the dropped-source finding for a dataSource (given
+// without dataSourceRef) that the apiserver would drop, with the exact fix.
+func droppedSource(ds *corev1.TypedLocalObjectReference) (Finding, bool) {
+	if keptByAPIServer(ds) {
+		return Finding{}, false
 	}
-	if kind == KindClaim {
-		return // the core group: a claim needs no apiGroup
+	group, kind := groupOf(ds.APIGroup), ds.Kind
+	path, value := dataSourcePath.Child("kind"), ds.Kind
+	var fixes []string
+	for _, known := range []string{KindClaim, KindSnapshot} {
+		if kind != known && strings.EqualFold(kind, known) {
+			fixes = append(fixes, "kind is case-sensitive: "+known)
+			kind = known
+		}
+	}
+	onGroup := func(fix string) {
+		if len(fixes) == 0 {
+			path, value = dataSourcePath.Child("apiGroup"), group
+		}
+		fixes = append(fixes, fix)
+	}
+	switch kind {
+	case KindClaim:
+		if group != coreAPIGroup {
+			onGroup("a PersistentVolumeClaim is in the core group: remove apiGroup")
+		}
+	case KindSnapshot:
+		switch {
+		case group == "":
+			onGroup("set apiGroup: " + SnapshotAPIGroup)
+		case strings.HasPrefix(group, SnapshotAPIGroup+"/"):
+			onGroup("apiGroup is a group, not group/version: " + SnapshotAPIGroup)
+		case group != SnapshotAPIGroup:
+			onGroup("a VolumeSnapshot's apiGroup is " + SnapshotAPIGroup)
+		}
+	default:
+		fixes = append(fixes, fmt.Sprintf(
+			"a populator belongs in dataSourceRef: move this source to spec.dataSourceRef, with the apiGroup that serves %s", kind))
+	}
+	return finding(RuleDroppedSource, path, value, fmt.Sprintf(
+		"the apiserver keeps a dataSource only as a PersistentVolumeClaim (core group) or a VolumeSnapshot (%s) and would silently drop this one, "+
+			"provisioning an empty volume instead of your data: %s", SnapshotAPIGroup, strings.Join(fixes, "; "))), true
+}
+
+// defaultGroup fills in the apiGroup of a source that names none, when its
+// kind has a default. A kind without one is left for the apiserver, which
+// rejects a non-claim dataSourceRef without apiGroup with its own message.
+func (m *Mutation) defaultGroup(path *field.Path, group **string, kind string, groups DefaultAPIGroups) {
+	if groupOf(*group) != "" || kind == KindClaim {
+		return // a claim is in the core group and needs none
 	}
 	def, ok := groups[kind]
 	if !ok {
-		m.Findings = append(m.Findings, finding(RuleDroppedSource, path.Child("kind"), kind, fmt.Sprintf(
-			"kind %s has no apiGroup, so the apiserver will drop this data source and provision an empty volume; set %s to the group that serves %s",
-			kind, path.Child("apiGroup"), kind)))
 		return
 	}
 	*group = &def

@@ -66,11 +66,17 @@ func TestMutateSource(t *testing.T) {
 		want:     corev1.PersistentVolumeClaimSpec{DataSourceRef: &corev1.TypedObjectReference{APIGroup: ptr("backup.example.com"), Kind: "Backup", Name: "b"}},
 		warnings: []string{`spec.dataSourceRef.apiGroup: defaulted to "backup.example.com" for kind Backup: without it the apiserver drops the data source and the volume would be provisioned empty`},
 	}, {
-		name: "warns that an unknown kind without group will be dropped",
-		spec: corev1.PersistentVolumeClaimSpec{DataSource: &corev1.TypedLocalObjectReference{Kind: "Backup", Name: "b"}},
-		want: corev1.PersistentVolumeClaimSpec{DataSource: &corev1.TypedLocalObjectReference{Kind: "Backup", Name: "b"}},
-		findings: []Finding{{RuleDroppedSource, field.Invalid(field.NewPath("spec", "dataSource", "kind"), "Backup",
-			"kind Backup has no apiGroup, so the apiserver will drop this data source and provision an empty volume; set spec.dataSource.apiGroup to the group that serves Backup")}},
+		name: "leaves a dataSourceRef kind without group or default to the apiserver, which rejects it",
+		spec: corev1.PersistentVolumeClaimSpec{DataSourceRef: &corev1.TypedObjectReference{Kind: "Backup", Name: "b"}},
+		want: corev1.PersistentVolumeClaimSpec{DataSourceRef: &corev1.TypedObjectReference{Kind: "Backup", Name: "b"}},
+	}, {
+		name: "leaves a populator named in both fields alone: with dataSourceRef set nothing is dropped",
+		spec: corev1.PersistentVolumeClaimSpec{
+			DataSource:    &corev1.TypedLocalObjectReference{APIGroup: ptr("backup.example.com"), Kind: "Backup", Name: "b"},
+			DataSourceRef: &corev1.TypedObjectReference{APIGroup: ptr("backup.example.com"), Kind: "Backup", Name: "b"}},
+		want: corev1.PersistentVolumeClaimSpec{
+			DataSource:    &corev1.TypedLocalObjectReference{APIGroup: ptr("backup.example.com"), Kind: "Backup", Name: "b"},
+			DataSourceRef: &corev1.TypedObjectReference{APIGroup: ptr("backup.example.com"), Kind: "Backup", Name: "b"}},
 	}, {
 		name: "leaves another kind with its group alone",
 		spec: corev1.PersistentVolumeClaimSpec{DataSourceRef: &corev1.TypedObjectReference{APIGroup: ptr("example.com"), Kind: "Backup", Name: "b"}},
@@ -117,6 +123,58 @@ func TestMutateSource(t *testing.T) {
 			}
 			if diff := cmp.Diff(c.findings, m.Findings); diff != "" {
 				t.Errorf("findings (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// Every dataSource (without dataSourceRef) that EnforceDataSourceBackwardsCompatibility
+// would drop is a dropped-source finding with the exact fix; the two shapes it keeps are not.
+func TestMutateSourceDroppedShapes(t *testing.T) {
+	const drops = "the apiserver keeps a dataSource only as a PersistentVolumeClaim (core group) or a VolumeSnapshot (snapshot.storage.k8s.io) and would silently drop this one, provisioning an empty volume instead of your data: "
+	kindPath, groupPath := field.NewPath("spec", "dataSource", "kind"), field.NewPath("spec", "dataSource", "apiGroup")
+	cases := []struct {
+		name  string
+		group *string
+		kind  string
+		want  []Finding // nil: kept
+	}{
+		{name: "keeps a clone without apiGroup", kind: KindClaim},
+		{name: "keeps a clone with an empty apiGroup", group: ptr(""), kind: KindClaim},
+		{name: "keeps a restore with its group", group: ptr(SnapshotAPIGroup), kind: KindSnapshot},
+		{name: "denies a clone with apiGroup v1", group: ptr("v1"), kind: KindClaim,
+			want: []Finding{{RuleDroppedSource, field.Invalid(groupPath, "v1", drops+"a PersistentVolumeClaim is in the core group: remove apiGroup")}}},
+		{name: "denies a clone with apiGroup core", group: ptr("core"), kind: KindClaim,
+			want: []Finding{{RuleDroppedSource, field.Invalid(groupPath, "core", drops+"a PersistentVolumeClaim is in the core group: remove apiGroup")}}},
+		{name: "denies a restore with a versioned group", group: ptr("snapshot.storage.k8s.io/v1"), kind: KindSnapshot,
+			want: []Finding{{RuleDroppedSource, field.Invalid(groupPath, "snapshot.storage.k8s.io/v1", drops+"apiGroup is a group, not group/version: snapshot.storage.k8s.io")}}},
+		{name: "denies a restore in another group", group: ptr("storage.k8s.io"), kind: KindSnapshot,
+			want: []Finding{{RuleDroppedSource, field.Invalid(groupPath, "storage.k8s.io", drops+"a VolumeSnapshot's apiGroup is snapshot.storage.k8s.io")}}},
+		{name: "denies a snapshot kind in the wrong case", group: ptr(SnapshotAPIGroup), kind: "volumesnapshot",
+			want: []Finding{{RuleDroppedSource, field.Invalid(kindPath, "volumesnapshot", drops+"kind is case-sensitive: VolumeSnapshot")}}},
+		{name: "denies a snapshot kind in the wrong case without group, naming both fixes", kind: "Volumesnapshot",
+			want: []Finding{{RuleDroppedSource, field.Invalid(kindPath, "Volumesnapshot", drops+"kind is case-sensitive: VolumeSnapshot; set apiGroup: snapshot.storage.k8s.io")}}},
+		{name: "denies a claim kind in the wrong case", kind: "persistentvolumeclaim",
+			want: []Finding{{RuleDroppedSource, field.Invalid(kindPath, "persistentvolumeclaim", drops+"kind is case-sensitive: PersistentVolumeClaim")}}},
+		{name: "denies a claim kind in the wrong case with a group", group: ptr("v1"), kind: "PersistentVolumeclaim",
+			want: []Finding{{RuleDroppedSource, field.Invalid(kindPath, "PersistentVolumeclaim", drops+"kind is case-sensitive: PersistentVolumeClaim; a PersistentVolumeClaim is in the core group: remove apiGroup")}}},
+		{name: "denies a populator kind in dataSource", group: ptr("backup.example.com"), kind: "Backup",
+			want: []Finding{{RuleDroppedSource, field.Invalid(kindPath, "Backup", drops+"a populator belongs in dataSourceRef: move this source to spec.dataSourceRef, with the apiGroup that serves Backup")}}},
+		{name: "denies a populator kind without group in dataSource", kind: "Backup",
+			want: []Finding{{RuleDroppedSource, field.Invalid(kindPath, "Backup", drops+"a populator belongs in dataSourceRef: move this source to spec.dataSourceRef, with the apiGroup that serves Backup")}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ds := &corev1.TypedLocalObjectReference{APIGroup: c.group, Kind: c.kind, Name: "src"}
+			spec := corev1.PersistentVolumeClaimSpec{DataSource: ds.DeepCopy()}
+			// A configured default for the populator kind must not apply in
+			// dataSource: it would be dropped all the same.
+			m := MutateSource("team-b", &spec, DefaultAPIGroups{KindSnapshot: SnapshotAPIGroup, "Backup": "backup.example.com"})
+			if diff := cmp.Diff(c.want, m.Findings); diff != "" {
+				t.Errorf("findings (-want +got):\n%s", diff)
+			}
+			if m.Changed || !cmp.Equal(ds, spec.DataSource) {
+				t.Errorf("the spec was changed: %+v", spec.DataSource)
 			}
 		})
 	}

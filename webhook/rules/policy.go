@@ -30,18 +30,21 @@ const (
 // being cut.
 var DefaultActions = map[Rule]Action{
 	RuleCrossNamespace:   Deny,
-	RuleDroppedSource:    Warn,
+	RuleDroppedSource:    Deny, // the alternative is an empty volume instead of the user's data
 	RuleTemplateAPIGroup: Deny, // the apiserver rejects it whatever the policy says
 	RuleMissingSource:    Warn,
 	RuleCloneSize:        Deny,
+	RuleCloneCapacity:    Warn, // drivers that round the clone up provision it (measured); deny where yours refuses
 	RuleSourceNotBound:   Warn,
 	RuleSourceDeleting:   Deny,
 	RuleStorageClass:     Deny,
+	RuleMissingClass:     Warn, // manifests applied out of order: provisioned once the class exists
 	RuleDriverMismatch:   Deny,
 	RuleVolumeMode:       Deny,
 	RuleSnapshotNotReady: Warn,
 	RuleRestoreSize:      Deny,
 	RuleUnknownPopulator: Warn,
+	RuleSkippedCheck:     Warn,
 }
 
 // Policy decides which findings deny, which warn and which are ignored.

@@ -69,8 +69,13 @@ func ValidateTemplate(namespace string, t Template, groups DefaultAPIGroups, gra
 	}
 	spec := t.Spec.DeepCopy()
 	out := templateGroups(spec)
+	rejected := len(out) > 0
 	for _, f := range MutateSource(namespace, spec, groups).Findings {
-		if f.Rule != RuleDroppedSource { // a template is rejected, not dropped: templateGroups said so
+		// A template without apiGroup is rejected, not dropped: templateGroups
+		// said so. Other shapes the apiserver drops (a claim with apiGroup v1,
+		// a populator in dataSource) pass the workload's validation, and each
+		// claim created from the template would be emptied: say so now.
+		if f.Rule != RuleDroppedSource || !rejected {
 			out = append(out, f)
 		}
 	}

@@ -1,0 +1,112 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/clonegate/clonegate/webhook/rules"
+)
+
+// A StorageClass the cache has not seen yet (created in the same apply, or
+// during a watch gap) is read live, not reported missing: a unit test, since
+// through a real apiserver the cache wins that race almost always.
+func TestClassReadLiveOnACacheMiss(t *testing.T) {
+	s := runtime.NewScheme()
+	if err := storagev1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	fresh := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "fresh", Annotations: map[string]string{defaultClassAnnotation: "true"}}, Provisioner: "fast.csi.example.com"}
+	l := &SourceLookup{Cache: fake.NewClientBuilder().WithScheme(s).Build(), Live: fake.NewClientBuilder().WithScheme(s).WithObjects(fresh).Build()}
+	for what, name := range map[string]*string{"the named class": new("fresh"), "the default class": nil} {
+		var facts rules.Facts
+		got := l.class(context.Background(), name, &facts)
+		if len(facts.Unread) > 0 || got == nil || got.Name != "fresh" {
+			t.Errorf("%s = %v, %v; want the class read live", what, got, facts.Unread)
+		}
+	}
+	var facts rules.Facts
+	if got := l.class(context.Background(), new("nope"), &facts); len(facts.Unread) > 0 || got != nil {
+		t.Errorf("a class that exists nowhere = %v, %v; want nil", got, facts.Unread)
+	}
+}
+
+// A secondary object that is not served, forbidden or failing never fails
+// the review: it is recorded as unread, and the rules that need it skip.
+// Only the source itself fails closed.
+func TestUnreadableSecondaryFacts(t *testing.T) {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{storagev1.AddToScheme, corev1.AddToScheme} {
+		if err := add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap := &unstructured.Unstructured{}
+	snap.SetGroupVersionKind(snapshotGVK)
+	snap.SetNamespace("ns")
+	snap.SetName("nightly")
+	snap.Object["status"] = map[string]any{"readyToUse": true, "boundVolumeSnapshotContentName": "c"}
+	restore := &corev1.PersistentVolumeClaimSpec{StorageClassName: new("fast"),
+		DataSource: &corev1.TypedLocalObjectReference{APIGroup: new(rules.SnapshotAPIGroup), Kind: rules.KindSnapshot, Name: "nightly"}}
+	failing := map[string]error{
+		"not served": &meta.NoKindMatchError{GroupKind: snapshotContentGVK.GroupKind()},
+		"forbidden":  apierrors.NewForbidden(schema.GroupResource{Group: rules.SnapshotAPIGroup, Resource: "volumesnapshotcontents"}, "c", errors.New("no")),
+		"an error":   apierrors.NewInternalError(errors.New("etcd is sad")),
+	}
+	for name, contentErr := range failing {
+		t.Run(name, func(t *testing.T) {
+			live := fake.NewClientBuilder().WithScheme(s).WithObjects(snap.DeepCopy()).WithInterceptorFuncs(interceptor.Funcs{
+				Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+					if u, ok := obj.(*unstructured.Unstructured); ok && u.GetKind() == snapshotContentGVK.Kind {
+						return contentErr
+					}
+					if _, ok := obj.(*storagev1.StorageClass); ok {
+						return apierrors.NewForbidden(schema.GroupResource{Group: "storage.k8s.io", Resource: "storageclasses"}, key.Name, errors.New("no"))
+					}
+					return c.Get(ctx, key, obj, opts...)
+				},
+			}).Build()
+			l := &SourceLookup{Cache: live, Live: live}
+			facts, err := l.Facts(context.Background(), "ns", restore)
+			if err != nil {
+				t.Fatalf("the review failed: %v", err)
+			}
+			if facts.Snapshot == nil || !facts.Snapshot.ReadyToUse {
+				t.Fatalf("snapshot = %+v, want it read", facts.Snapshot)
+			}
+			var got []rules.Fact
+			for _, u := range facts.Unread {
+				got = append(got, u.Fact)
+			}
+			if want := []rules.Fact{rules.FactContent, rules.FactClass}; !slices.Equal(got, want) {
+				t.Errorf("unread = %v, want %v", facts.Unread, want)
+			}
+			findings := rules.ValidateSource("ns", restore, facts)
+			if len(findings) != 2 || findings[0].Rule != rules.RuleSkippedCheck || findings[1].Rule != rules.RuleSkippedCheck {
+				t.Errorf("findings = %v, want two skipped-check warnings", findings)
+			}
+		})
+	}
+	// The source itself fails closed on an error the apiserver may not repeat.
+	live := fake.NewClientBuilder().WithScheme(s).WithInterceptorFuncs(interceptor.Funcs{
+		Get: func(context.Context, client.WithWatch, client.ObjectKey, client.Object, ...client.GetOption) error {
+			return apierrors.NewInternalError(errors.New("etcd is sad"))
+		},
+	}).Build()
+	if _, err := (&SourceLookup{Cache: live, Live: live}).Facts(context.Background(), "ns", restore); err == nil {
+		t.Error("a snapshot that could not be read was judged; want the review to fail closed")
+	}
+}
