@@ -77,3 +77,23 @@ func TestDroppedSourcesFailClosed(t *testing.T) {
 		})
 	}
 }
+
+// A namespace labelled clonegate.dev/exempt=true is left out by every
+// webhook's namespaceSelector: with clonegate down its clones are still
+// created, while an unlabelled namespace fails closed.
+func TestExemptLabelHoldsDuringAnOutage(t *testing.T) {
+	e := newEnv(t, testenv.Options{})
+	exempt, guarded := e.namespace(t), e.namespace(t)
+	expect(t, e.Kubectl("", "label", "namespace", exempt, "clonegate.dev/exempt=true"), 0, "labeled")
+	for _, ns := range []string{exempt, guarded} {
+		e.source(t, ns, "src", sourceOpts{request: "1Gi", capacity: "1Gi"})
+	}
+	if err := e.Server.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	e.Server = nil
+	expect(t, e.apply(t, exempt, cloneYAML("clone", "src", "1Gi")), 0, "persistentvolumeclaim/clone created")
+	expect(t, e.apply(t, exempt, podYAML("p", "dataSource: {kind: PersistentVolumeClaim, name: src}", "1Gi")), 0, "pod/p created")
+	expect(t, e.apply(t, guarded, cloneYAML("clone", "src", "1Gi")), 1, `failed calling webhook "validate.clonegate.dev"`)
+	expect(t, e.apply(t, guarded, droppedYAML("dropped", droppedShapes[0].source)), 1, `failed calling webhook "mutate.clonegate.dev"`)
+}
