@@ -40,6 +40,12 @@ func TestOverlaysDryRun(t *testing.T) {
 			"deployment.apps/clonegate created (server dry run)",
 			"validatingwebhookconfiguration.admissionregistration.k8s.io/clonegate-validating created (server dry run)",
 		}},
+		{"prometheus", []string{
+			"deployment.apps/clonegate created (server dry run)",
+			"servicemonitor.monitoring.coreos.com/clonegate created (server dry run)",
+			"prometheusrule.monitoring.coreos.com/clonegate created (server dry run)",
+			"configmap/clonegate-dashboard created (server dry run)",
+		}},
 		{"certmanager", []string{
 			"deployment.apps/clonegate created (server dry run)",
 			"issuer.cert-manager.io/clonegate-selfsigned created (server dry run)",
