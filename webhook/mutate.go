@@ -52,10 +52,12 @@ func (d *SourceDefaulter) Default(ctx context.Context, req *admission.Request, c
 	}
 	before := sourceGroups(&claim.Spec)
 	mutation := rules.MutateSource(claim.Namespace, &claim.Spec, d.Policy.Groups())
-	var err error
-	if mutation.Findings, err = d.checkGrants(ctx, req, claim, mutation.Findings); err != nil {
+	// A granted cross-namespace source loses its finding; otherwise it says why not.
+	findings, _, err := rules.GuardNamespace(claim.Namespace, &claim.Spec, mutation.Findings, grantOf(ctx, d.Policy, d.Grants, claim.Namespace))
+	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
+	mutation.Findings = findings
 	verdict := d.Policy.Judge(claim.Namespace, mutation.Findings)
 	d.Metrics.observe(ctx, "mutate", verdict)
 	warnings := append(mutation.Warnings, verdict.Warnings...)
@@ -66,32 +68,6 @@ func (d *SourceDefaulter) Default(ctx context.Context, req *admission.Request, c
 		return admission.Allowed("").WithWarnings(warnings...)
 	}
 	return admission.Patched("", groupPatches(before, sourceGroups(&claim.Spec))...).WithWarnings(warnings...)
-}
-
-// checkGrants drops the cross-namespace finding when the policy allows the
-// source through a ReferenceGrant and one grants it; otherwise it says why not.
-func (d *SourceDefaulter) checkGrants(ctx context.Context, req *admission.Request, claim *corev1.PersistentVolumeClaim, findings []rules.Finding) ([]rules.Finding, error) {
-	if !d.Policy.CrossNamespace.AllowWithReferenceGrant || d.Grants == nil {
-		return findings, nil
-	}
-	out := findings[:0:0]
-	for _, f := range findings {
-		if f.Rule == rules.RuleCrossNamespace {
-			src, _ := rules.SourceOf(claim.Namespace, &claim.Spec)
-			why, err := d.Grants.Granted(ctx, req.UserInfo, claim.Namespace, src)
-			if err != nil {
-				return nil, err
-			}
-			if why == "" {
-				continue
-			}
-			err2 := *f.Err
-			err2.Detail = why + "; grant it with a ReferenceGrant in the source's namespace, or copy the source into the claim's"
-			f.Err = &err2
-		}
-		out = append(out, f)
-	}
-	return out, nil
 }
 
 // sourceFields are the data source fields the mutating webhook may change:
