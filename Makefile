@@ -154,6 +154,10 @@ image-push: image ## Push $(IMAGE_TAR) to $(IMG) with crane (pinned in hack/imag
 	rm -rf $(dir $(IMAGE_BIN))layout && mkdir -p $(dir $(IMAGE_BIN))layout && tar -xf $(IMAGE_TAR) -C $(dir $(IMAGE_BIN))layout
 	cd hack/image && go tool crane push $(abspath $(dir $(IMAGE_BIN))layout) $(IMG)
 
+.PHONY: chart
+chart: $(HELM) ## Package charts/clonegate into bin/charts/ with appVersion $(VERSION), for helm push.
+	$(HELM) package charts/clonegate --app-version $(VERSION) --destination bin/charts
+
 .PHONY: deploy
 deploy: ## Install clonegate with image $(IMG) into the current kubectl context (config/default: self-managed TLS).
 	kubectl kustomize config/default | sed 's|image: clonegate:dev|image: $(IMG)|' | kubectl apply -f -
