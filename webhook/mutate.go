@@ -46,7 +46,7 @@ type SourceDefaulter struct {
 // Default defaults the data source apiGroups of a new claim and denies
 // cross-namespace sources: rules, then policy, then the answer, a patch of
 // only the fields it changed.
-func (d *SourceDefaulter) Default(ctx context.Context, req *admission.Request, claim *corev1.PersistentVolumeClaim) admission.Response {
+func (d *SourceDefaulter) Default(ctx context.Context, claim *corev1.PersistentVolumeClaim) admission.Response {
 	if errs := sizeErrors(claim); len(errs) > 0 {
 		return deny(claim, errs)
 	}
@@ -64,10 +64,11 @@ func (d *SourceDefaulter) Default(ctx context.Context, req *admission.Request, c
 	if len(verdict.Denials) > 0 {
 		return deny(claim, verdict.Denials).WithWarnings(warnings...)
 	}
-	if !mutation.Changed {
-		return admission.Allowed("").WithWarnings(warnings...)
+	resp := allowed(warnings)
+	if mutation.Changed {
+		resp.Patches = groupPatches(before, sourceGroups(&claim.Spec))
 	}
-	return admission.Patched("", groupPatches(before, sourceGroups(&claim.Spec))...).WithWarnings(warnings...)
+	return resp
 }
 
 // sourceFields are the data source fields the mutating webhook may change:

@@ -39,7 +39,7 @@ type TemplateJudge struct {
 // over is named in a warning and judged when its claims are created.
 func (j *TemplateJudge) judge(ctx context.Context, resource schema.GroupResource, meta *metav1.ObjectMeta, templates []rules.Template) (admission.Warnings, error) {
 	if meta.Namespace == "" {
-		if req, err := admission.RequestFromContext(ctx); err == nil {
+		if req := reviewOf(ctx); req != nil {
 			meta.Namespace = req.Namespace
 		}
 	}
