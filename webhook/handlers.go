@@ -210,8 +210,9 @@ func (h *handler[T]) release(s *reviewState[T]) {
 	if !s.reuse || s.body.Cap() > maxReusedBody {
 		return
 	}
+	user := s.decode.Request.UserInfo[:0] // its bytes, reused
 	s.decode = reviewBody[T]{}
-	s.decode.Request.UserInfo = s.decode.Request.UserInfo[:0]
+	s.decode.Request.UserInfo = user
 	s.req, s.ctx = review{}, reviewContext{}
 	h.states.Put(s)
 }
@@ -440,9 +441,10 @@ func writeAnswer(w http.ResponseWriter, buf []byte, uid types.UID, resp admissio
 		_, _ = w.Write(b)
 		return b
 	}
+	answer := resp.AdmissionResponse // a copy: resp itself stays off the heap
 	review := admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-		Response: &resp.AdmissionResponse,
+		Response: &answer,
 	}
 	if err := json.NewEncoder(w).Encode(review); err != nil {
 		log.Log.Error(err, "writing the answer to a review", "requestID", uid)

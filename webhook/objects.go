@@ -94,14 +94,26 @@ type claimSpec struct {
 
 // storageList is a ResourceList of which only the storage size is read.
 type storageList struct {
-	Storage *resource.Quantity `json:"storage"`
+	Storage quantity `json:"storage"`
 }
 
-func (l storageList) build() corev1.ResourceList {
-	if l.Storage == nil {
+func (l *storageList) build() corev1.ResourceList {
+	if !l.Storage.set {
 		return nil
 	}
-	return corev1.ResourceList{corev1.ResourceStorage: *l.Storage}
+	return corev1.ResourceList{corev1.ResourceStorage: l.Storage.value}
+}
+
+// quantity is a resource.Quantity that says whether it was given at all,
+// decoded by Quantity's own UnmarshalJSON, as in a ResourceList.
+type quantity struct {
+	value resource.Quantity
+	set   bool
+}
+
+func (q *quantity) UnmarshalJSON(b []byte) error {
+	q.set = true
+	return q.value.UnmarshalJSON(b)
 }
 
 type localObjectRef struct {

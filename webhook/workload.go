@@ -20,6 +20,7 @@ import (
 var (
 	statefulSetResource = schema.GroupResource{Group: "apps", Resource: "statefulsets"}
 	podResource         = schema.GroupResource{Resource: "pods"}
+	podSpecPath         = field.NewPath("spec")
 )
 
 // TemplateJudge judges the claim templates of a workload at its CREATE, so
@@ -137,7 +138,7 @@ var _ admission.Validator[*corev1.Pod] = &PodValidator{}
 
 // ValidateCreate judges the ephemeral volume templates of a new Pod.
 func (v *PodValidator) ValidateCreate(ctx context.Context, pod *corev1.Pod) (admission.Warnings, error) {
-	return v.judge(ctx, podResource, &pod.ObjectMeta, rules.PodTemplates(field.NewPath("spec"), &pod.Spec))
+	return v.judge(ctx, podResource, &pod.ObjectMeta, rules.PodTemplates(podSpecPath, &pod.Spec))
 }
 
 // ValidateUpdate allows every update: pod volumes are immutable.
