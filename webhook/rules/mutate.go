@@ -57,6 +57,23 @@ func MutateSource(namespace string, spec *corev1.PersistentVolumeClaimSpec, grou
 	return m
 }
 
+// SourcesCopy returns a copy of spec that MutateSource may change without
+// changing spec. MutateSource sets only fields of the data sources, so those
+// are copied and the rest (sizes, class, mode) is shared: read it, never
+// change it.
+func SourcesCopy(spec *corev1.PersistentVolumeClaimSpec) *corev1.PersistentVolumeClaimSpec {
+	out := *spec
+	if ds := spec.DataSource; ds != nil {
+		c := *ds
+		out.DataSource = &c
+	}
+	if ref := spec.DataSourceRef; ref != nil {
+		c := *ref
+		out.DataSourceRef = &c
+	}
+	return &out
+}
+
 // keptByAPIServer reports whether the apiserver keeps a dataSource given
 // without a dataSourceRef. Its EnforceDataSourceBackwardsCompatibility
 // (pkg/api/persistentvolumeclaim) keeps exactly a PersistentVolumeClaim in the

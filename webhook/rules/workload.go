@@ -72,7 +72,7 @@ func ValidateTemplate(namespace string, t Template, groups DefaultAPIGroups, gra
 	if _, ok := SourceOf(namespace, t.Spec); !ok {
 		return nil, nil
 	}
-	spec := t.Spec.DeepCopy()
+	spec := SourcesCopy(t.Spec)
 	out := templateGroups(spec)
 	rejected := len(out) > 0
 	for _, f := range MutateSource(namespace, spec, groups).Findings {
