@@ -305,7 +305,7 @@ func (s *reviewState[T]) decodeBody() (*T, error) {
 		return nil, field.NotSupported(field.NewPath("apiVersion"), string(d.APIVersion+" "+d.Kind), []string{"admission.k8s.io/v1 AdmissionReview"})
 	}
 	if u := rr.UserInfo; len(u) > 0 && u[0] != '{' && string(u) != "null" {
-		return nil, field.Invalid(requestPth.Child("userInfo"), string(u), "must be an object")
+		return nil, fmt.Errorf("request.userInfo: must be an object, not %.20s", u)
 	}
 	return rr.Object, nil
 }

@@ -58,7 +58,8 @@ func (j *TemplateJudge) judge(ctx context.Context, resource schema.GroupResource
 		templates = templates[:MaxTemplatesPerReview]
 	}
 	grant := grantOf(ctx, j.Policy, j.Grants, ns)
-	var known []templateFacts // one lookup per source and class: templates are few, a slice will do
+	var knownBuf [2]templateFacts
+	known := knownBuf[:0] // one lookup per source and class: templates are few, a slice will do
 	var findings []rules.Finding
 	for i, t := range templates {
 		f, err := rules.ValidateTemplate(ns, t, j.Policy.Groups(), grant, func(spec *corev1.PersistentVolumeClaimSpec) (rules.Facts, error) {

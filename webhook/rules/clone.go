@@ -338,13 +338,14 @@ func checkSize(spec *corev1.PersistentVolumeClaimSpec, rule Rule, min resource.Q
 	req, ok := spec.Resources.Requests[storageRequestKey]
 	if !ok {
 		return finding(rule, storagePath, "", fmt.Sprintf(
-			"a claim filled from a source must request storage: request %s or more (%s)", &min, what())), true
+			"a claim filled from a source must request storage: request %s or more (%s)", min.String(), what())), true
 	}
 	if req.Value() >= min.Value() {
 		return Finding{}, false
 	}
+	least := min.String()
 	return finding(rule, storagePath, req.String(), fmt.Sprintf(
-		"must be at least %s, %s; request %s or more", &min, what(), &min)), true
+		"must be at least %s, %s; request %s or more", least, what(), least)), true
 }
 
 func missing(src Source) Finding {

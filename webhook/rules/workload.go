@@ -46,7 +46,8 @@ func PodTemplates(path *field.Path, pod *corev1.PodSpec) []Template {
 			continue
 		}
 		out = append(out, Template{
-			Path: path.Child("volumes").Index(i).Child("ephemeral", "volumeClaimTemplate", "spec"),
+			// One element for three names: printed the same, one allocation.
+			Path: path.Child("volumes").Index(i).Child("ephemeral.volumeClaimTemplate.spec"),
 			Name: v.Name,
 			Spec: &v.Ephemeral.VolumeClaimTemplate.Spec,
 		})
