@@ -323,6 +323,9 @@ func (s *reviewState[T]) decodeOne() error {
 	}
 	end := int(s.dec.InputOffset()-before) - s.ahead // where the value ends in body
 	s.ahead = len(body) - s.in.Len() - end
+	if end < 0 || end > len(body) || s.ahead < 0 {
+		return errors.New("the decoder lost its place in the body") // never: refused, and s not reused
+	}
 	if len(bytes.TrimLeft(body[end:], " \t\r\n")) > 0 {
 		return errors.New("invalid character after the AdmissionReview")
 	}
