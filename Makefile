@@ -24,8 +24,18 @@ PIPELINE            := $(BIN)/pipeline
 PIPELINE_TOOLS      := $(PIPELINE)/kube-controller-manager $(PIPELINE)/csi-provisioner \
 	$(PIPELINE)/snapshot-controller $(PIPELINE)/csi-snapshotter $(PIPELINE)/csi-sanity
 
+# helm renders and lints charts/clonegate in the tests (test/install).
+HELM_VERSION ?= v3.22.0
+HELM         := $(BIN)/helm
+# As helm's own Makefile stamps it: its version, and the Kubernetes version of
+# its client-go (the default `helm template` renders for; v1.20 without it).
+HELM_K8S_MINOR := $(word 2,$(subst ., ,$(shell sed -n 's|^\tk8s.io/client-go v||p' hack/tools/helm/go.mod)))
+HELM_LDFLAGS   := -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+	-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(HELM_K8S_MINOR) \
+	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(HELM_K8S_MINOR)
+
 .PHONY: tools
-tools: $(ASSETS)/etcd $(ASSETS)/kube-apiserver $(ASSETS)/kubectl $(PIPELINE_TOOLS) ## Build the control plane and the cloning pipeline from the Go module proxy into bin/ (about 25 min cold).
+tools: $(ASSETS)/etcd $(ASSETS)/kube-apiserver $(ASSETS)/kubectl $(PIPELINE_TOOLS) $(HELM) ## Build the control plane and the cloning pipeline from the Go module proxy into bin/ (about 25 min cold).
 
 $(ASSETS)/etcd: hack/tools/etcd/go.mod
 	@echo ">> building etcd $(ETCD_VERSION) (about 30s the first time)"
@@ -41,6 +51,11 @@ $(ASSETS)/kubectl: hack/tools/go.mod
 	@echo ">> building kubectl $(K8S_VERSION)"
 	@mkdir -p $(ASSETS)
 	cd hack/tools && CGO_ENABLED=0 go build -trimpath -ldflags '$(K8S_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/kubectl
+
+$(HELM): hack/tools/helm/go.mod
+	@echo ">> building helm $(HELM_VERSION) (about 3 min the first time)"
+	@mkdir -p $(BIN)
+	cd hack/tools/helm && CGO_ENABLED=0 go build -trimpath -ldflags '$(HELM_LDFLAGS)' -o $@ helm.sh/helm/v3/cmd/helm
 
 # Same module as kube-apiserver: built after it, it reuses most of its build cache.
 $(PIPELINE)/kube-controller-manager: hack/tools/go.mod | $(ASSETS)/kube-apiserver
@@ -138,6 +153,10 @@ image: ## Build the OCI image tarball $(IMAGE_TAR) without Docker: the static bi
 image-push: image ## Push $(IMAGE_TAR) to $(IMG) with crane (pinned in hack/image; it uses your docker/podman login).
 	rm -rf $(dir $(IMAGE_BIN))layout && mkdir -p $(dir $(IMAGE_BIN))layout && tar -xf $(IMAGE_TAR) -C $(dir $(IMAGE_BIN))layout
 	cd hack/image && go tool crane push $(abspath $(dir $(IMAGE_BIN))layout) $(IMG)
+
+.PHONY: chart
+chart: $(HELM) ## Package charts/clonegate into bin/charts/ with appVersion $(VERSION), for helm push.
+	$(HELM) package charts/clonegate --app-version $(VERSION) --destination bin/charts
 
 .PHONY: deploy
 deploy: ## Install clonegate with image $(IMG) into the current kubectl context (config/default: self-managed TLS).
