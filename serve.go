@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"go.uber.org/zap/zapcore"
@@ -215,11 +216,14 @@ func (o *serveOptions) run(stop context.Context) error {
 			return err
 		}
 	}
+	// Metrics uncompressed: a scrape is tens of KB, and the gzip writer
+	// promhttp would pool between scrapes holds 800 KB of heap.
+	uncompressed := func(h *promhttp.HandlerOpts) { h.DisableCompression = true }
 	mgr, err := ctrl.NewManager(cfg, manager.Options{
 		Scheme:                  scheme,
 		Cache:                   webhook.CacheOptions(),
 		WebhookServer:           ctrlwebhook.NewServer(ctrlwebhook.Options{Host: o.host, Port: o.port, CertDir: o.certDir, TLSOpts: tlsOpts}),
-		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr, HandlerOpts: []func(*promhttp.HandlerOpts){uncompressed}},
 		HealthProbeBindAddress:  o.probeAddr,
 		GracefulShutdownTimeout: ptr(30 * time.Second),
 	})

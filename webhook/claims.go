@@ -30,14 +30,14 @@ type ClaimIndex struct {
 	synced atomic.Bool
 	lastRV atomic.Pointer[string] // the newest resourceVersion seen
 
-	// Shared values: namespaces, classes, phases and sizes repeat across
-	// claims. Each is counted by the claims holding it and dropped with the
-	// last one, so that claims created and deleted leave nothing behind.
-	// Only the reflector's goroutine writes; poolMu guards them for tests.
-	poolMu  sync.Mutex
-	strs    pool[string, string]
-	classes pool[string, *string]
-	sizes   pool[string, *resource.Quantity]
+	// Shared values: namespaces, and the shapes of claims (class, sizes,
+	// mode, phase), which repeat across claims. Each is counted by the
+	// claims holding it and dropped with the last one, so that claims
+	// created and deleted leave nothing behind. Only the reflector's
+	// goroutine writes; poolMu guards them for tests.
+	poolMu sync.Mutex
+	strs   pool[string, string]
+	shapes pool[shapeKey, *claimShape]
 }
 
 // pool holds values shared by claims, each with the number of claims
@@ -74,16 +74,58 @@ func (p pool[K, V]) put(k K, v V) {
 	}
 }
 
-// claimFacts is what the rules read about a source claim. Pointers are
-// interned and shared: never modify what they point to.
+// claimFacts is what the rules read about a source claim: 24 bytes beside
+// its name in the map. Most claims of a cluster share a handful of shapes
+// (class, size, mode, phase), so each shape is stored once; only the
+// volume name is the claim's own.
 type claimFacts struct {
 	volumeName string
-	class      *string
-	request    *resource.Quantity
-	capacity   *resource.Quantity
-	deletion   *metav1.Time
-	mode       *corev1.PersistentVolumeMode
-	phase      corev1.PersistentVolumeClaimPhase
+	shape      *claimShape
+}
+
+// claimShape is the part of a claim's facts that claims share. Interned and
+// shared: never modify it.
+type claimShape struct {
+	class    *string
+	request  *resource.Quantity
+	capacity *resource.Quantity
+	deletion *metav1.Time // a claim being deleted has a shape of its own
+	mode     *corev1.PersistentVolumeMode
+	phase    corev1.PersistentVolumeClaimPhase
+}
+
+// shapeKey is a claimShape by value, to pool it.
+type shapeKey struct {
+	class, request, capacity, mode, phase string
+	hasClass, hasMode                     bool
+}
+
+func (s *claimShape) key() shapeKey {
+	k := shapeKey{phase: string(s.phase), request: quantityKey(s.request), capacity: quantityKey(s.capacity)}
+	if s.class != nil {
+		k.class, k.hasClass = *s.class, true
+	}
+	if s.mode != nil {
+		k.mode, k.hasMode = string(*s.mode), true
+	}
+	return k
+}
+
+// quantityKey is "" for no quantity; a quantity's string is never empty.
+func quantityKey(q *resource.Quantity) string {
+	if q == nil {
+		return ""
+	}
+	return q.String()
+}
+
+// sameQuantity reports whether a and b are the same value in the same
+// format: two quantities may print alike and differ (the string rounds).
+func sameQuantity(a, b *resource.Quantity) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Cmp(*b) == 0 && a.Format == b.Format
 }
 
 // NewClaimIndex returns an empty index; Run fills it.
@@ -98,26 +140,27 @@ func (x *ClaimIndex) Claim(namespace, name string) (*corev1.PersistentVolumeClai
 	if !ok {
 		return nil, false
 	}
+	s := f.shape
 	c := &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
 		Spec:       corev1.PersistentVolumeClaimSpec{VolumeName: f.volumeName},
-		Status:     corev1.PersistentVolumeClaimStatus{Phase: f.phase},
+		Status:     corev1.PersistentVolumeClaimStatus{Phase: s.phase},
 	}
 	// Copies, so that a caller may modify the claim it was given.
-	if f.request != nil {
-		c.Spec.Resources.Requests = corev1.ResourceList{corev1.ResourceStorage: f.request.DeepCopy()}
+	if s.request != nil {
+		c.Spec.Resources.Requests = corev1.ResourceList{corev1.ResourceStorage: s.request.DeepCopy()}
 	}
-	if f.capacity != nil {
-		c.Status.Capacity = corev1.ResourceList{corev1.ResourceStorage: f.capacity.DeepCopy()}
+	if s.capacity != nil {
+		c.Status.Capacity = corev1.ResourceList{corev1.ResourceStorage: s.capacity.DeepCopy()}
 	}
-	if f.class != nil {
-		c.Spec.StorageClassName = ptrTo(*f.class)
+	if s.class != nil {
+		c.Spec.StorageClassName = ptrTo(*s.class)
 	}
-	if f.mode != nil {
-		c.Spec.VolumeMode = ptrTo(*f.mode)
+	if s.mode != nil {
+		c.Spec.VolumeMode = ptrTo(*s.mode)
 	}
-	if f.deletion != nil {
-		c.DeletionTimestamp = f.deletion.DeepCopy()
+	if s.deletion != nil {
+		c.DeletionTimestamp = s.deletion.DeepCopy()
 	}
 	return c, true
 }
@@ -173,35 +216,50 @@ func (x *ClaimIndex) intern(s string) string {
 	return x.strs.get(s, func() string { return s })
 }
 
-func (x *ClaimIndex) internClass(s *string) *string {
-	if s == nil {
-		return nil
+func storage(l corev1.ResourceList) *resource.Quantity {
+	if q, ok := l[corev1.ResourceStorage]; ok {
+		return &q
 	}
-	return x.classes.get(*s, func() *string { return ptrTo(*s) })
+	return nil
 }
 
-func (x *ClaimIndex) size(l corev1.ResourceList) *resource.Quantity {
-	q, ok := l[corev1.ResourceStorage]
-	if !ok {
-		return nil
+var (
+	filesystem = corev1.PersistentVolumeFilesystem
+	block      = corev1.PersistentVolumeBlock
+)
+
+// facts reduces a claim to what the rules read. Call with poolMu held.
+func (x *ClaimIndex) facts(c *corev1.PersistentVolumeClaim) claimFacts {
+	s := &claimShape{
+		class:    c.Spec.StorageClassName,
+		request:  storage(c.Spec.Resources.Requests),
+		capacity: storage(c.Status.Capacity),
+		deletion: c.DeletionTimestamp,
+		phase:    c.Status.Phase,
 	}
-	key := q.String()
-	if e := x.sizes[key]; e != nil && (e.v.Cmp(q) != 0 || e.v.Format != q.Format) {
-		return &q // the same string, another value or format: do not share
+	switch m := c.Spec.VolumeMode; {
+	case m == nil:
+	case *m == filesystem:
+		s.mode = &filesystem
+	case *m == block:
+		s.mode = &block
+	default:
+		s.mode = m
 	}
-	return x.sizes.get(key, func() *resource.Quantity { return &q })
+	if s.deletion != nil {
+		return claimFacts{c.Spec.VolumeName, s} // rare, and never alike
+	}
+	k := s.key()
+	if e := x.shapes[k]; e != nil && (!sameQuantity(e.v.request, s.request) || !sameQuantity(e.v.capacity, s.capacity)) {
+		return claimFacts{c.Spec.VolumeName, s} // printed alike, not the same: do not share
+	}
+	return claimFacts{c.Spec.VolumeName, x.shapes.get(k, func() *claimShape { return s })}
 }
 
-// release gives back what facts took from the pools.
+// release gives back what facts took from the pool.
 func (x *ClaimIndex) release(f claimFacts) {
-	x.strs.put(string(f.phase), string(f.phase))
-	if f.class != nil {
-		x.classes.put(*f.class, f.class)
-	}
-	for _, q := range []*resource.Quantity{f.request, f.capacity} {
-		if q != nil {
-			x.sizes.put(q.String(), q)
-		}
+	if f.shape.deletion == nil {
+		x.shapes.put(f.shape.key(), f.shape)
 	}
 }
 
@@ -213,33 +271,6 @@ func (x *ClaimIndex) releaseAll(byNS map[string]map[string]claimFacts) {
 		}
 		x.strs.put(ns, ns)
 	}
-}
-
-var (
-	filesystem = corev1.PersistentVolumeFilesystem
-	block      = corev1.PersistentVolumeBlock
-)
-
-// facts reduces a claim to what the rules read. Call with poolMu held.
-func (x *ClaimIndex) facts(c *corev1.PersistentVolumeClaim) claimFacts {
-	f := claimFacts{
-		volumeName: c.Spec.VolumeName,
-		class:      x.internClass(c.Spec.StorageClassName),
-		request:    x.size(c.Spec.Resources.Requests),
-		capacity:   x.size(c.Status.Capacity),
-		deletion:   c.DeletionTimestamp,
-		phase:      corev1.PersistentVolumeClaimPhase(x.intern(string(c.Status.Phase))),
-	}
-	switch m := c.Spec.VolumeMode; {
-	case m == nil:
-	case *m == filesystem:
-		f.mode = &filesystem
-	case *m == block:
-		f.mode = &block
-	default:
-		f.mode = ptrTo(*m)
-	}
-	return f
 }
 
 func (x *ClaimIndex) set(c *corev1.PersistentVolumeClaim) {
@@ -345,8 +376,11 @@ func (lw *claimListWatch) List(opts metav1.ListOptions) (runtime.Object, error) 
 	return &corev1.PersistentVolumeClaimList{ListMeta: metav1.ListMeta{ResourceVersion: page.ResourceVersion}}, nil
 }
 
-// listPage is how many claims one page of the list carries.
-const listPage = 2000
+// listPage is how many claims one page of the list carries. Each page costs
+// the apiserver a fixed share besides its claims, growing with the claims
+// left to list: at 200k claims, pages of 2,000 took 4.5 to 6 s, pages of
+// 5,000 under 3 s; larger pages gained little and left more RSS behind.
+const listPage = 5000
 
 type pageOrError struct {
 	list *corev1.PersistentVolumeClaimList

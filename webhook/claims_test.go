@@ -69,8 +69,8 @@ func TestClaimIndexHoldsWhatTheRulesRead(t *testing.T) {
 	}
 }
 
-// Claims created and deleted leave nothing behind: every class name, size,
-// phase and namespace the index shared goes with its last claim.
+// Claims created and deleted leave nothing behind: every shape (class name,
+// sizes, phase) and namespace the index shared goes with its last claim.
 func TestClaimIndexForgetsWhatItNoLongerHolds(t *testing.T) {
 	x := NewClaimIndex()
 	s := claimStore{x}
@@ -87,7 +87,7 @@ func TestClaimIndexForgetsWhatItNoLongerHolds(t *testing.T) {
 				Capacity: corev1.ResourceList{corev1.ResourceStorage: *resource.NewQuantity(int64(i+2)<<20, resource.BinarySI)}},
 		}
 	}
-	pooled := func() int { return len(x.strs) + len(x.classes) + len(x.sizes) }
+	pooled := func() int { return len(x.strs) + len(x.shapes) }
 	keep := claim(-1)
 	if err := s.Add(keep); err != nil {
 		t.Fatal(err)
@@ -122,5 +122,63 @@ func TestClaimIndexForgetsWhatItNoLongerHolds(t *testing.T) {
 	}
 	if c, ok := x.Claim(keep.Namespace, keep.Name); !ok || *c.Spec.StorageClassName != "class--1" {
 		t.Errorf("the claim kept is %v, %v", c, ok)
+	}
+}
+
+// Claims alike (class, sizes, mode, phase) share one shape; a claim being
+// deleted, or one whose size prints like another's but is not the same
+// quantity, has its own.
+func TestClaimIndexSharesShapes(t *testing.T) {
+	x := NewClaimIndex()
+	s := claimStore{x}
+	if err := s.Replace(nil, "1"); err != nil {
+		t.Fatal(err)
+	}
+	class := "fast"
+	claim := func(name string, size resource.Quantity) *corev1.PersistentVolumeClaim {
+		return &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "apps"},
+			Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: &class,
+				Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}}},
+			Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimPending},
+		}
+	}
+	for i := range 3 {
+		if err := s.Add(claim(fmt.Sprint("a-", i), resource.MustParse("1k"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deleting := claim("deleting", resource.MustParse("1k"))
+	now := metav1.Now()
+	deleting.DeletionTimestamp = &now
+	// 1000 in BinarySI prints as "1k", as the others do, in another format.
+	odd := claim("odd", *resource.NewQuantity(1000, resource.BinarySI))
+	for _, c := range []*corev1.PersistentVolumeClaim{deleting, odd} {
+		if err := s.Add(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := x.byNS["apps"]
+	if len(x.shapes) != 1 || m["a-0"].shape != m["a-1"].shape || m["a-0"].shape != m["a-2"].shape {
+		t.Fatalf("%d shapes pooled; want the three claims alike to share one", len(x.shapes))
+	}
+	if m["deleting"].shape == m["a-0"].shape || m["odd"].shape == m["a-0"].shape {
+		t.Fatal("a claim being deleted, or with another quantity, shares the common shape")
+	}
+	for name, want := range map[string]*corev1.PersistentVolumeClaim{"a-1": claim("a-1", resource.MustParse("1k")), "deleting": deleting, "odd": odd} {
+		got, ok := x.Claim("apps", name)
+		q := got.Spec.Resources.Requests[corev1.ResourceStorage]
+		wantQ := want.Spec.Resources.Requests[corev1.ResourceStorage]
+		if !ok || q.Format != wantQ.Format || q.Cmp(wantQ) != 0 || !equality.Semantic.DeepEqual(got.DeletionTimestamp, want.DeletionTimestamp) {
+			t.Errorf("Claim(%s) = %v, %v; want %v", name, got, ok, want)
+		}
+	}
+	for _, name := range []string{"a-0", "a-1", "a-2", "deleting", "odd"} {
+		if err := s.Delete(&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "apps"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(x.shapes) != 0 || len(x.strs) != 0 {
+		t.Errorf("after deleting every claim: %d shapes, %d strings pooled", len(x.shapes), len(x.strs))
 	}
 }

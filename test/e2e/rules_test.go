@@ -161,7 +161,9 @@ func TestSnapshotRestores(t *testing.T) {
 			expect(t, e.apply(t, ns, restoreYAML("block-from-fs", "of-fs", "1Gi")+"  volumeMode: Block\n"), 1, validateDenied,
 				`spec.volumeMode: Invalid value: "Block": VolumeSnapshot "of-fs" was taken from a Filesystem volume`, "allow-volume-mode-change")
 			expect(t, e.apply(t, ns, restoreYAML("fs-from-block", "of-block", "1Gi")), 1, validateDenied, `was taken from a Block volume`, "set spec.volumeMode to Block")
-			expect(t, e.apply(t, ns, restoreYAML("block-from-convertible", "of-fs-convertible", "1Gi")+"  volumeMode: Block\n"), 0, "created", "!Warning")
+			expect(t, e.apply(t, ns, restoreYAML("block-from-convertible", "of-fs-convertible", "1Gi")+"  volumeMode: Block\n"), 0, "created",
+				`Warning: spec.volumeMode: Invalid value: "Block": VolumeSnapshot "of-fs-convertible" was taken from a Filesystem volume; its VolumeSnapshotContent allows a mode change`)
+			expect(t, e.apply(t, ns, restoreYAML("fs-from-convertible", "of-fs-convertible", "1Gi")), 0, "created", "!Warning")
 			expect(t, e.apply(t, ns, restoreYAML("block-from-not-convertible", "of-fs-not-convertible", "1Gi")+"  volumeMode: Block\n"), 1, validateDenied)
 
 			// A restore with storageClassName "" is never provisioned; a class not there yet only warns.

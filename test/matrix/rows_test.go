@@ -138,6 +138,19 @@ func deletingClaim(s *scenario) error {
 
 func deletingSnapshot(s *scenario) error { return s.deleting(snapshotObject(s, "snap")) }
 
+// allowModeChange annotates the content of snapshot "snap" as an administrator does to let
+// restores change the volume mode: the provisioner then passes the request to the driver.
+func allowModeChange(s *scenario) error {
+	r := s.c.kubectl("", "get", "-n", s.ns, "volumesnapshot", "snap", "-o", "jsonpath={.status.boundVolumeSnapshotContentName}")
+	if r.Code != 0 || r.Stdout == "" {
+		return errorf("reading the content of snap: %s", r.Output())
+	}
+	if r := s.c.kubectl("", "annotate", "volumesnapshotcontent", r.Stdout, "snapshot.storage.kubernetes.io/allow-volume-mode-change=true"); r.Code != 0 {
+		return errorf("annotating the content: %s", r.Output())
+	}
+	return nil
+}
+
 // The claim under test, always named "clone".
 
 func clone(o claimOpts, kind string, group *string, name string) func(*scenario) *corev1.PersistentVolumeClaim {
@@ -325,6 +338,9 @@ var rows = []row{
 	{id: "restore-block-of-fs", name: "Block restore of a Filesystem volume's snapshot", rule: "volume-mode", gates: off,
 		setup: srcAndSnapshot(claimOpts{}, snapClass), claim: clone(claimOpts{block: true}, snapKind, snapGroup, "snap"),
 		without: want{result: pending, event: ready}, with: want{result: denied, rule: "volume-mode"}},
+	{id: "restore-mode-allowed", name: "Block restore of a Filesystem volume's snapshot whose content allows a mode change", rule: "volume-mode-change", gates: off,
+		setup: steps(srcAndSnapshot(claimOpts{}, snapClass), allowModeChange), claim: clone(claimOpts{block: true}, snapKind, snapGroup, "snap"),
+		without: want{result: pending, event: ready}, with: want{result: pending, rule: "volume-mode-change"}},
 	{id: "restore-class-empty", name: `restore with storageClassName ""`, rule: "storage-class", gates: off,
 		setup: srcAndSnapshot(claimOpts{}, snapClass), claim: clone(claimOpts{class: str("")}, snapKind, snapGroup, "snap"),
 		without: want{result: pending, event: noBind}, with: want{result: denied, rule: "storage-class"}},

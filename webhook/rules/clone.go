@@ -229,10 +229,17 @@ func validateRestore(src Source, spec *corev1.PersistentVolumeClaimSpec, facts F
 	if facts.Class != nil && snap.Driver != "" && snap.Driver != provisionerOf(facts.Class) {
 		out = append(out, driverMismatch(spec, facts.Class, fmt.Sprintf("VolumeSnapshot %q was taken by CSI driver %q", src.Name, snap.Driver)))
 	}
-	if m := snap.SourceVolumeMode; m != nil && *m != volumeMode(spec.VolumeMode) && !snap.AllowModeChange {
-		out = append(out, finding(RuleVolumeMode, specPath.Child("volumeMode"), string(volumeMode(spec.VolumeMode)), fmt.Sprintf(
-			"VolumeSnapshot %q was taken from a %s volume; the provisioner refuses to restore it as %s unless its VolumeSnapshotContent "+
-				"is annotated %s: \"true\": set spec.volumeMode to %s", src.Name, *m, volumeMode(spec.VolumeMode), AllowVolumeModeChangeAnnotation, *m)))
+	if m := snap.SourceVolumeMode; m != nil && *m != volumeMode(spec.VolumeMode) {
+		if snap.AllowModeChange {
+			out = append(out, finding(RuleVolumeModeChange, specPath.Child("volumeMode"), string(volumeMode(spec.VolumeMode)), fmt.Sprintf(
+				"VolumeSnapshot %q was taken from a %s volume; its VolumeSnapshotContent allows a mode change, so the provisioner asks the "+
+					"CSI driver for a %s volume, which only a driver that converts volume modes provides: if the claim stays Pending, "+
+					"set spec.volumeMode to %s", src.Name, *m, volumeMode(spec.VolumeMode), *m)))
+		} else {
+			out = append(out, finding(RuleVolumeMode, specPath.Child("volumeMode"), string(volumeMode(spec.VolumeMode)), fmt.Sprintf(
+				"VolumeSnapshot %q was taken from a %s volume; the provisioner refuses to restore it as %s unless its VolumeSnapshotContent "+
+					"is annotated %s: \"true\": set spec.volumeMode to %s", src.Name, *m, volumeMode(spec.VolumeMode), AllowVolumeModeChangeAnnotation, *m)))
+		}
 	}
 	out = append(out, skipped(src, facts, FactClass, RuleMissingClass, RuleDriverMismatch)...)
 	return append(out, skipped(src, facts, FactContent, RuleDriverMismatch, RuleVolumeMode)...)

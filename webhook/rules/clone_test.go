@@ -295,8 +295,14 @@ func TestValidateSource(t *testing.T) {
 		want: []Finding{{RuleVolumeMode, field.Invalid(field.NewPath("spec", "volumeMode"), "Filesystem",
 			`VolumeSnapshot "nightly" was taken from a Block volume; the provisioner refuses to restore it as Filesystem unless its VolumeSnapshotContent is annotated snapshot.storage.kubernetes.io/allow-volume-mode-change: "true": set spec.volumeMode to Block`)}},
 	}, {
-		name:  "admits a restore in another mode when the content allows it",
+		name:  "notes a restore in another mode that the content allows: the driver decides",
 		spec:  claim("5Gi", restoreOf("nightly"), block),
+		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: &Snapshot{ReadyToUse: true, SourceVolumeMode: ptr(corev1.PersistentVolumeFilesystem), AllowModeChange: true}, Class: fast},
+		want: []Finding{{RuleVolumeModeChange, field.Invalid(field.NewPath("spec", "volumeMode"), "Block",
+			`VolumeSnapshot "nightly" was taken from a Filesystem volume; its VolumeSnapshotContent allows a mode change, so the provisioner asks the CSI driver for a Block volume, which only a driver that converts volume modes provides: if the claim stays Pending, set spec.volumeMode to Filesystem`)}},
+	}, {
+		name:  "admits a restore in the snapshot's mode when the content allows a change",
+		spec:  claim("5Gi", restoreOf("nightly")),
 		facts: Facts{Complete: true, SnapshotsServed: true, Snapshot: &Snapshot{ReadyToUse: true, SourceVolumeMode: ptr(corev1.PersistentVolumeFilesystem), AllowModeChange: true}, Class: fast},
 	}, {
 		name:  "admits a restore of a snapshot whose source mode is unknown",

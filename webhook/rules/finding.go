@@ -19,15 +19,17 @@ const (
 	RuleTemplateAPIGroup Rule = "template-api-group"
 
 	// Validating webhook: judged against the source object.
-	RuleMissingSource    Rule = "missing-source"
-	RuleCloneSize        Rule = "clone-size"     // below the source's request: the provisioner refuses
-	RuleCloneCapacity    Rule = "clone-capacity" // below the source's real capacity: most drivers refuse
-	RuleSourceNotBound   Rule = "source-not-bound"
-	RuleSourceDeleting   Rule = "source-deleting"
-	RuleStorageClass     Rule = "storage-class" // a class that can never work: "" on the claim, none on the source
-	RuleMissingClass     Rule = "missing-class" // a class that does not exist (yet): Pending until it does
-	RuleDriverMismatch   Rule = "driver-mismatch"
-	RuleVolumeMode       Rule = "volume-mode"
+	RuleMissingSource  Rule = "missing-source"
+	RuleCloneSize      Rule = "clone-size"     // below the source's request: the provisioner refuses
+	RuleCloneCapacity  Rule = "clone-capacity" // below the source's real capacity: most drivers refuse
+	RuleSourceNotBound Rule = "source-not-bound"
+	RuleSourceDeleting Rule = "source-deleting"
+	RuleStorageClass   Rule = "storage-class" // a class that can never work: "" on the claim, none on the source
+	RuleMissingClass   Rule = "missing-class" // a class that does not exist (yet): Pending until it does
+	RuleDriverMismatch Rule = "driver-mismatch"
+	RuleVolumeMode     Rule = "volume-mode"
+	// A restore into another mode that the content allows: up to the driver.
+	RuleVolumeModeChange Rule = "volume-mode-change"
 	RuleSnapshotNotReady Rule = "snapshot-not-ready"
 	RuleRestoreSize      Rule = "restore-size"
 	RuleUnknownPopulator Rule = "unknown-populator"

@@ -41,6 +41,7 @@ var DefaultActions = map[Rule]Action{
 	RuleMissingClass:     Warn, // manifests applied out of order: provisioned once the class exists
 	RuleDriverMismatch:   Deny,
 	RuleVolumeMode:       Deny,
+	RuleVolumeModeChange: Warn, // allowed by the content; whether it is provisioned is the driver's call (measured: ours refuses)
 	RuleSnapshotNotReady: Warn,
 	RuleRestoreSize:      Deny,
 	RuleUnknownPopulator: Warn,
