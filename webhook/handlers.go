@@ -182,16 +182,16 @@ type reviewBody[T any] struct {
 // review once answered: the body's buffer, the decoder with its buffer and
 // scanner, the decoded review (nothing the judges keep points into it).
 type reviewState[T any] struct {
-	body   bytes.Buffer
-	limit  io.LimitedReader
-	in     bytes.Reader
-	dec    sigsjson.Decoder
-	ahead  int // bytes the decoder read past the last review: whitespace, skipped first
+	body    bytes.Buffer
+	limit   io.LimitedReader
+	in      bytes.Reader
+	dec     sigsjson.Decoder
+	ahead   int // bytes the decoder read past the last review: whitespace, skipped first
 	decoded reviewBody[T]
-	req    review
-	ctx    reviewContext
-	answer []byte
-	reuse  bool // false once anything went wrong: a fresh state for the next review
+	req     review
+	ctx     reviewContext
+	answer  []byte
+	reuse   bool // false once anything went wrong: a fresh state for the next review
 }
 
 // maxReusedBody is the largest body whose buffers are kept for the next review.
