@@ -228,6 +228,30 @@ var benchReviews = []struct {
 		h := NewHandlers(Config{Policy: &rules.Policy{}, Facts: workloadFacts()}).Pod
 		return h, benchBody(t, p), false
 	}},
+	// the same Pod as a ReplicaSet creates it and the apiserver sends it:
+	// owner, labels, managed fields, the service account token volume, a
+	// container with env, resources and mounts, none of which the rules read.
+	{"ValidatePodApplied", func(t testing.TB) (http.Handler, []byte, bool) {
+		p := pod(templateSpec("5Gi", cloneOfSrc))
+		p.Namespace, p.GenerateName = "apps", "app-7d9f8b6c5-"
+		p.Labels = map[string]string{"app.kubernetes.io/name": "app", "pod-template-hash": "7d9f8b6c5"}
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "app-7d9f8b6c5", UID: "2f1e0d9c-8b7a-4c6d-9e5f-1a2b3c4d5e6f", Controller: ptr(true), BlockOwnerDeletion: ptr(true)}}
+		p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "v1", FieldsType: "FieldsV1",
+			FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:metadata":{"f:generateName":{},"f:labels":{".":{},"f:app.kubernetes.io/name":{},"f:pod-template-hash":{}},"f:ownerReferences":{".":{},"k:{\"uid\":\"2f1e0d9c-8b7a-4c6d-9e5f-1a2b3c4d5e6f\"}":{}}},"f:spec":{"f:containers":{"k:{\"name\":\"app\"}":{".":{},"f:env":{},"f:image":{},"f:name":{},"f:resources":{}}},"f:volumes":{}}}`)}}}
+		expiry := int64(3607)
+		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "kube-api-access-x2kq4", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+			{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: &expiry}},
+			{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"}, Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}}},
+		}}}})
+		p.Spec.Containers = []corev1.Container{{Name: "app", Image: "registry.example.com/app:1.0",
+			Env:          []corev1.EnvVar{{Name: "LOG_LEVEL", Value: "info"}, {Name: "PORT", Value: "8080"}, {Name: "DATA", Value: "/data"}},
+			Resources:    corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")}},
+			VolumeMounts: []corev1.VolumeMount{{Name: "scratch", MountPath: "/data"}, {Name: "kube-api-access-x2kq4", MountPath: "/var/run/secrets/kubernetes.io/serviceaccount", ReadOnly: true}}}}
+		p.Spec.Tolerations = []corev1.Toleration{{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr(int64(300))}}
+		p.Status.Phase = corev1.PodPending
+		h := NewHandlers(Config{Policy: &rules.Policy{}, Facts: workloadFacts()}).Pod
+		return h, benchBody(t, p), false
+	}},
 }
 
 func BenchmarkValidateClone(b *testing.B)         { benchReview(b, "ValidateClone") }
@@ -236,6 +260,7 @@ func BenchmarkMutateSnapshotDefault(b *testing.B) { benchReview(b, "MutateSnapsh
 func BenchmarkMutateUnchanged(b *testing.B)       { benchReview(b, "MutateUnchanged") }
 func BenchmarkValidateStatefulSet(b *testing.B)   { benchReview(b, "ValidateStatefulSet") }
 func BenchmarkValidatePod(b *testing.B)           { benchReview(b, "ValidatePod") }
+func BenchmarkValidatePodApplied(b *testing.B)    { benchReview(b, "ValidatePodApplied") }
 
 func benchReview(b *testing.B, name string) {
 	for _, r := range benchReviews {

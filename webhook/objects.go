@@ -164,10 +164,9 @@ type statefulSetObject struct {
 	sts appsv1.StatefulSet
 }
 
+// claimTemplate is a volumeClaimTemplate; its name, which no rule reads, is
+// not decoded.
 type claimTemplate struct {
-	Metadata struct {
-		Name string `json:"name"`
-	} `json:"metadata"`
 	Spec claimSpec `json:"spec"`
 }
 
@@ -177,9 +176,7 @@ func (o *statefulSetObject) object() *appsv1.StatefulSet {
 	if n := len(o.Spec.VolumeClaimTemplates); n > 0 {
 		o.sts.Spec.VolumeClaimTemplates = make([]corev1.PersistentVolumeClaim, n)
 		for i := range o.Spec.VolumeClaimTemplates {
-			t := &o.Spec.VolumeClaimTemplates[i]
-			o.sts.Spec.VolumeClaimTemplates[i].Name = t.Metadata.Name
-			t.Spec.build(&o.sts.Spec.VolumeClaimTemplates[i].Spec)
+			o.Spec.VolumeClaimTemplates[i].Spec.build(&o.sts.Spec.VolumeClaimTemplates[i].Spec)
 		}
 	}
 	o.Spec.Template.Spec.build(&o.sts.Spec.Template.Spec)
@@ -201,11 +198,10 @@ func (o *podObject) object() *corev1.Pod {
 	return &o.pod
 }
 
-// podSpec is the part of a pod spec the rules read: its volumes' names and
-// generic ephemeral volumes.
+// podSpec is the part of a pod spec the rules read: its generic ephemeral
+// volumes, by index (their names, which no rule reads, are not decoded).
 type podSpec struct {
 	Volumes []struct {
-		Name      string `json:"name"`
 		Ephemeral *struct {
 			VolumeClaimTemplate *struct {
 				Spec claimSpec `json:"spec"`
@@ -224,9 +220,8 @@ func (s *podSpec) build(out *corev1.PodSpec) {
 	}
 	out.Volumes = make([]corev1.Volume, len(s.Volumes))
 	for i := range s.Volumes {
-		v, o := &s.Volumes[i], &out.Volumes[i]
-		o.Name = v.Name
-		if e := v.Ephemeral; e != nil {
+		if e := s.Volumes[i].Ephemeral; e != nil {
+			o := &out.Volumes[i]
 			o.Ephemeral = &e.ephemeral
 			if t := e.VolumeClaimTemplate; t != nil {
 				t.Spec.build(&t.template.Spec)
