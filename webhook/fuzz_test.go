@@ -3,6 +3,8 @@ package webhook
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -110,6 +112,12 @@ func FuzzReview(f *testing.F) {
 		`{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1"}`,
 		`{}`,
 		``,
+		// What one body leaves in the reused decoder must not reach the next.
+		rvReview("u7", "apps", rvClaim("5Gi", rvClone)) + "\n",
+		rvReview("u8", "apps", rvClaim("1Gi", rvClone)) + ` {"kind":"AdmissionReview"}`,
+		strings.Replace(rvReview("u9", "apps", rvClaim("1Gi", rvCrossNS)), `{"username":"admin","groups":["system:masters","system:authenticated"]}`, `"root"`, 1),
+		rvWorkload("u10", "apps", "CREATE", rvStatefulSetKind, fmt.Sprintf(rvStatefulSet, "", "1Gi")),
+		rvWorkload("u11", "apps", "CREATE", rvPodKind, fmt.Sprintf(rvPod, "", "1Gi")),
 	} {
 		f.Add([]byte(seed))
 	}
