@@ -59,7 +59,7 @@ func benchClaim(source *corev1.TypedLocalObjectReference) *corev1.PersistentVolu
 }
 
 // benchBody is the AdmissionReview the apiserver sends for a CREATE of obj.
-func benchBody(b *testing.B, obj runtime.Object) []byte {
+func benchBody(b testing.TB, obj runtime.Object) []byte {
 	raw, err := json.Marshal(obj)
 	if err != nil {
 		b.Fatal(err)
@@ -111,6 +111,18 @@ func (d *discard) WriteHeader(int) {}
 // TLS and HTTP parsing are done, after checking the answer once.
 func benchServe(b *testing.B, h http.Handler, body []byte, wantPatch bool) {
 	b.Helper()
+	serve := benchServer(b, h, body, wantPatch)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		serve()
+	}
+}
+
+// benchServer checks h's answer to body once, and returns what sends body
+// to h again.
+func benchServer(t testing.TB, h http.Handler, body []byte, wantPatch bool) func() {
+	t.Helper()
 	benchLogger()
 	w := &discard{header: http.Header{}}
 	reader := bytes.NewReader(body)
@@ -121,66 +133,82 @@ func benchServe(b *testing.B, h http.Handler, body []byte, wantPatch bool) {
 	var review admissionv1.AdmissionReview
 	if err := json.Unmarshal(w.last.Bytes(), &review); err != nil || review.Response == nil ||
 		!review.Response.Allowed || (len(review.Response.Patch) > 0) != wantPatch {
-		b.Fatalf("answer %s (%v)", w.last.Bytes(), err)
+		t.Fatalf("answer %s (%v)", w.last.Bytes(), err)
 	}
-	b.ReportAllocs()
-	b.SetBytes(int64(len(body)))
-	for b.Loop() {
+	return func() {
 		reader.Reset(body)
 		h.ServeHTTP(w, req)
 	}
 }
 
-// BenchmarkValidateClone: a clone of a bound CSI claim, allowed with no
-// findings — the review clonegate answers most.
-func BenchmarkValidateClone(b *testing.B) {
-	fs := corev1.PersistentVolumeFilesystem
-	class := "csi"
-	source := benchClaim(nil)
-	source.Name, source.Spec.VolumeName = "src", "pv-src"
-	source.Spec.VolumeMode = &fs
-	source.Status = corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound, Capacity: source.Spec.Resources.Requests}
-	facts := knownFacts{
-		Complete:     true,
-		SourceClaim:  source,
-		SourceVolume: &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv-src"}, Spec: corev1.PersistentVolumeSpec{PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{Driver: "csi.example.com"}}}},
-		Class:        &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: class}, Provisioner: "csi.example.com"},
+// benchReviews are the reviews the benchmarks send: each webhook's most
+// common answer, and the mutating webhook's patch.
+var benchReviews = []struct {
+	name  string
+	setup func(testing.TB) (h http.Handler, body []byte, wantPatch bool)
+}{
+	// a clone of a bound CSI claim, allowed with no findings — the review
+	// clonegate answers most.
+	{"ValidateClone", func(t testing.TB) (http.Handler, []byte, bool) {
+		fs := corev1.PersistentVolumeFilesystem
+		class := "csi"
+		source := benchClaim(nil)
+		source.Name, source.Spec.VolumeName = "src", "pv-src"
+		source.Spec.VolumeMode = &fs
+		source.Status = corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound, Capacity: source.Spec.Resources.Requests}
+		facts := knownFacts{
+			Complete:     true,
+			SourceClaim:  source,
+			SourceVolume: &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv-src"}, Spec: corev1.PersistentVolumeSpec{PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{Driver: "csi.example.com"}}}},
+			Class:        &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: class}, Provisioner: "csi.example.com"},
+		}
+		h := NewHandlers(Config{Policy: &rules.Policy{}, Facts: facts}).Validate
+		return h, benchBody(t, benchClaim(&corev1.TypedLocalObjectReference{Kind: rules.KindClaim, Name: "src"})), false
+	}},
+	// a restore whose VolumeSnapshot source has no apiGroup, defaulted with
+	// a two-operation patch.
+	{"MutateSnapshotDefault", func(t testing.TB) (http.Handler, []byte, bool) {
+		h := NewHandlers(Config{Policy: &rules.Policy{}}).Mutate
+		return h, benchBody(t, benchClaim(&corev1.TypedLocalObjectReference{Kind: rules.KindSnapshot, Name: "snap"})), true
+	}},
+	// a claim with nothing to default (matchConditions keep these away in a
+	// cluster, but a hand-written registration may not): allowed with no
+	// patch computed.
+	{"MutateUnchanged", func(t testing.TB) (http.Handler, []byte, bool) {
+		group := rules.SnapshotAPIGroup
+		h := NewHandlers(Config{Policy: &rules.Policy{}}).Mutate
+		return h, benchBody(t, benchClaim(&corev1.TypedLocalObjectReference{APIGroup: &group, Kind: rules.KindSnapshot, Name: "snap"})), false
+	}},
+	// a StatefulSet whose one claim template clones a known source, allowed.
+	{"ValidateStatefulSet", func(t testing.TB) (http.Handler, []byte, bool) {
+		sts := statefulSet(templateSpec("5Gi", cloneOfSrc))
+		sts.Namespace = "apps"
+		h := NewHandlers(Config{Policy: &rules.Policy{}, Facts: workloadFacts()}).StatefulSet
+		return h, benchBody(t, sts), false
+	}},
+	// a Pod with one generic ephemeral volume cloning a known source, allowed.
+	{"ValidatePod", func(t testing.TB) (http.Handler, []byte, bool) {
+		p := pod(templateSpec("5Gi", cloneOfSrc))
+		p.Namespace = "apps"
+		p.Spec.Containers = []corev1.Container{{Name: "app", Image: "registry.example.com/app:1.0"}}
+		h := NewHandlers(Config{Policy: &rules.Policy{}, Facts: workloadFacts()}).Pod
+		return h, benchBody(t, p), false
+	}},
+}
+
+func BenchmarkValidateClone(b *testing.B)         { benchReview(b, "ValidateClone") }
+func BenchmarkMutateSnapshotDefault(b *testing.B) { benchReview(b, "MutateSnapshotDefault") }
+func BenchmarkMutateUnchanged(b *testing.B)       { benchReview(b, "MutateUnchanged") }
+func BenchmarkValidateStatefulSet(b *testing.B)   { benchReview(b, "ValidateStatefulSet") }
+func BenchmarkValidatePod(b *testing.B)           { benchReview(b, "ValidatePod") }
+
+func benchReview(b *testing.B, name string) {
+	for _, r := range benchReviews {
+		if r.name == name {
+			h, body, wantPatch := r.setup(b)
+			benchServe(b, h, body, wantPatch)
+			return
+		}
 	}
-	h := NewHandlers(Config{Policy: &rules.Policy{}, Facts: facts}).Validate
-	benchServe(b, h, benchBody(b, benchClaim(&corev1.TypedLocalObjectReference{Kind: rules.KindClaim, Name: "src"})), false)
-}
-
-// BenchmarkMutateSnapshotDefault: a restore whose VolumeSnapshot source has
-// no apiGroup, defaulted with a two-operation patch.
-func BenchmarkMutateSnapshotDefault(b *testing.B) {
-	h := NewHandlers(Config{Policy: &rules.Policy{}}).Mutate
-	benchServe(b, h, benchBody(b, benchClaim(&corev1.TypedLocalObjectReference{Kind: rules.KindSnapshot, Name: "snap"})), true)
-}
-
-// BenchmarkMutateUnchanged: a claim with nothing to default (matchConditions
-// keep these away in a cluster, but a hand-written registration may not):
-// allowed with no patch computed.
-func BenchmarkMutateUnchanged(b *testing.B) {
-	group := rules.SnapshotAPIGroup
-	h := NewHandlers(Config{Policy: &rules.Policy{}}).Mutate
-	benchServe(b, h, benchBody(b, benchClaim(&corev1.TypedLocalObjectReference{APIGroup: &group, Kind: rules.KindSnapshot, Name: "snap"})), false)
-}
-
-// BenchmarkValidateStatefulSet: a StatefulSet whose one claim template
-// clones a known source, allowed.
-func BenchmarkValidateStatefulSet(b *testing.B) {
-	sts := statefulSet(templateSpec("5Gi", cloneOfSrc))
-	sts.Namespace = "apps"
-	h := NewHandlers(Config{Policy: &rules.Policy{}, Facts: workloadFacts()}).StatefulSet
-	benchServe(b, h, benchBody(b, sts), false)
-}
-
-// BenchmarkValidatePod: a Pod with one generic ephemeral volume cloning a
-// known source, allowed.
-func BenchmarkValidatePod(b *testing.B) {
-	p := pod(templateSpec("5Gi", cloneOfSrc))
-	p.Namespace = "apps"
-	p.Spec.Containers = []corev1.Container{{Name: "app", Image: "registry.example.com/app:1.0"}}
-	h := NewHandlers(Config{Policy: &rules.Policy{}, Facts: workloadFacts()}).Pod
-	benchServe(b, h, benchBody(b, p), false)
+	b.Fatalf("no review %s", name)
 }

@@ -1,13 +1,16 @@
 package webhook
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	sigsjson "sigs.k8s.io/json"
 
 	"github.com/clonegate/clonegate/webhook/rules"
 )
@@ -18,13 +21,35 @@ import (
 // never allow what the rules deny: a clone smaller than its 5Gi source
 // (validating), a cross-namespace source (mutating).
 
-var reviewDecoder = func() runtime.Decoder {
-	s := runtime.NewScheme()
-	if err := admissionv1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return serializer.NewCodecFactory(s).UniversalDeserializer()
-}()
+// oracleReview is what a review the handlers allow must decode into: the
+// fields clonegate reads, typed as k8s.io/api types them, decoded as the
+// apiserver's clients decode JSON (case-sensitively). Fields clonegate does
+// not read are not looked at (see objects.go).
+type oracleReview struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Request    *struct {
+		UID       types.UID               `json:"uid"`
+		Kind      metav1.GroupVersionKind `json:"kind"`
+		Namespace string                  `json:"namespace"`
+		Operation admissionv1.Operation   `json:"operation"`
+		UserInfo  json.RawMessage         `json:"userInfo"`
+		Object    json.RawMessage         `json:"object"`
+	} `json:"request"`
+}
+
+// oracleClaim is what the rules read of a claim.
+type oracleClaim struct {
+	Spec struct {
+		Resources struct {
+			Requests struct {
+				Storage *resource.Quantity `json:"storage"`
+			} `json:"requests"`
+		} `json:"resources"`
+		DataSource    *corev1.TypedLocalObjectReference `json:"dataSource"`
+		DataSourceRef *corev1.TypedObjectReference      `json:"dataSourceRef"`
+	} `json:"spec"`
+}
 
 // checkAnswer posts body to every handler and checks every invariant.
 func checkAnswer(t *testing.T, body []byte) {
@@ -38,31 +63,36 @@ func checkAnswer(t *testing.T, body []byte) {
 			continue
 		}
 		// Allowed: the body must have been a review the rules accept.
-		var review admissionv1.AdmissionReview
-		if _, _, err := reviewDecoder.Decode(body, nil, &review); err != nil || review.Request == nil {
+		var review oracleReview
+		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(body, &review); err != nil || review.Request == nil ||
+			review.APIVersion != "admission.k8s.io/v1" || review.Kind != "AdmissionReview" {
 			t.Fatalf("%s: allowed a body that is no AdmissionReview (%v)", path, err)
 		}
 		req := review.Request
 		if req.UID == "" || resp.UID != req.UID {
 			t.Fatalf("%s: allowed with uid %q for a request with uid %q", path, resp.UID, req.UID)
 		}
+		if u := bytes.TrimSpace(req.UserInfo); len(u) > 0 && u[0] != '{' && string(u) != "null" {
+			t.Fatalf("%s: allowed a review whose userInfo is %s", path, u)
+		}
 		if req.Operation != admissionv1.Create || path == ValidateStatefulSetPath || path == ValidatePodPath {
 			continue
 		}
-		claim := &corev1.PersistentVolumeClaim{}
-		if err := json.Unmarshal(req.Object.Raw, claim); err != nil {
+		claim := &oracleClaim{}
+		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(req.Object, claim); err != nil {
 			t.Fatalf("%s: allowed a CREATE whose object is no claim: %v", path, err)
 		}
+		spec := &corev1.PersistentVolumeClaimSpec{DataSource: claim.Spec.DataSource, DataSourceRef: claim.Spec.DataSourceRef}
 		if path == MutatePath {
-			if ref := claim.Spec.DataSourceRef; ref != nil && ref.Namespace != nil && *ref.Namespace != "" && *ref.Namespace != req.Namespace {
+			if ref := spec.DataSourceRef; ref != nil && ref.Namespace != nil && *ref.Namespace != "" && *ref.Namespace != req.Namespace {
 				t.Fatalf("mutate: allowed a claim in %q with a source in %q", req.Namespace, *ref.Namespace)
 			}
 			continue
 		}
-		if src, ok := rules.SourceOf(req.Namespace, &claim.Spec); ok && src.IsClone() {
-			size, ok := claim.Spec.Resources.Requests[corev1.ResourceStorage]
-			if !ok || size.Cmp(rvSourceSize) < 0 {
-				t.Fatalf("validate: allowed a clone of a %s source requesting %v", &rvSourceSize, claim.Spec.Resources.Requests)
+		if src, ok := rules.SourceOf(req.Namespace, spec); ok && src.IsClone() {
+			size := claim.Spec.Resources.Requests.Storage
+			if size == nil || size.Cmp(rvSourceSize) < 0 {
+				t.Fatalf("validate: allowed a clone of a %s source requesting %v", &rvSourceSize, size)
 			}
 		}
 	}

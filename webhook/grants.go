@@ -11,7 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/clonegate/clonegate/webhook/rules"
 )
@@ -110,8 +109,8 @@ func grantOf(ctx context.Context, policy *rules.Policy, grants GrantChecker, nam
 	if !policy.CrossNamespace.AllowWithReferenceGrant || grants == nil {
 		return nil
 	}
-	req, err := admission.RequestFromContext(ctx)
-	if err != nil {
+	req := reviewOf(ctx)
+	if req == nil {
 		return nil // no requester to check: nothing is granted
 	}
 	seen := map[rules.Source]string{}
@@ -120,7 +119,11 @@ func grantOf(ctx context.Context, policy *rules.Policy, grants GrantChecker, nam
 		if why, ok := seen[src]; ok {
 			return why, nil
 		}
-		why, err := grants.Granted(ctx, req.UserInfo, namespace, src)
+		user, err := req.User()
+		if err != nil {
+			return "", err
+		}
+		why, err := grants.Granted(ctx, user, namespace, src)
 		if err == nil {
 			seen[src] = why
 		}

@@ -3,22 +3,21 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
-	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -45,12 +44,12 @@ type Handlers struct {
 }
 
 // NewHandlers builds the webhooks. Each review takes one path: the body read
-// once (readBody), one decode of the v1 AdmissionReview with the object typed
-// (decodeReview), the request checks (checkRequest), then the webhook's judge
-// — facts, rules, policy — and the answer written once (writeAnswer).
-// controller-runtime's webhook server still serves them (TLS, certificate
-// watcher, its request metrics); its admission.Webhook is not used, as it
-// decodes a review three times over.
+// once (read), one decode of the v1 AdmissionReview with the object typed and
+// trimmed to what the rules read (decode), the request checks
+// (checkRequest), then the webhook's judge — facts, rules, policy — and the
+// answer written once (writeAnswer). controller-runtime's webhook server
+// still serves them (TLS, certificate watcher, its request metrics); its
+// admission.Webhook is not used, as it decodes a review three times over.
 func NewHandlers(c Config) Handlers {
 	defaulter := &SourceDefaulter{Policy: c.Policy, Metrics: c.Metrics, Grants: c.Grants}
 	validator := &CloneValidator{Policy: c.Policy, Facts: c.Facts, Grants: c.Grants, Metrics: c.Metrics}
@@ -60,14 +59,22 @@ func NewHandlers(c Config) Handlers {
 	judge.Name = "validate-pod"
 	pods := &PodValidator{judge}
 	return Handlers{
-		Mutate: &handler[corev1.PersistentVolumeClaim]{name: "mutate", kind: claimGVK, metrics: c.Metrics,
-			judge: defaulter.Default},
-		Validate: &handler[corev1.PersistentVolumeClaim]{name: "validate", kind: claimGVK, metrics: c.Metrics,
-			judge: validated(validator.ValidateCreate)},
-		StatefulSet: &handler[appsv1.StatefulSet]{name: statefulSets.Name, kind: statefulSetGVK, metrics: c.Metrics,
-			judge: validated(statefulSets.ValidateCreate)},
-		Pod: &handler[corev1.Pod]{name: pods.Name, kind: podGVK, metrics: c.Metrics,
-			judge: validated(pods.ValidateCreate)},
+		Mutate: &handler[claimObject]{name: "mutate", kind: claimGVK, metrics: c.Metrics,
+			judge: func(ctx context.Context, o *claimObject) admission.Response {
+				return defaulter.Default(ctx, o.object())
+			}},
+		Validate: &handler[claimObject]{name: "validate", kind: claimGVK, metrics: c.Metrics,
+			judge: validated(func(ctx context.Context, o *claimObject) (admission.Warnings, error) {
+				return validator.ValidateCreate(ctx, o.object())
+			})},
+		StatefulSet: &handler[statefulSetObject]{name: statefulSets.Name, kind: statefulSetGVK, metrics: c.Metrics,
+			judge: validated(func(ctx context.Context, o *statefulSetObject) (admission.Warnings, error) {
+				return statefulSets.ValidateCreate(ctx, o.object())
+			})},
+		Pod: &handler[podObject]{name: pods.Name, kind: podGVK, metrics: c.Metrics,
+			judge: validated(func(ctx context.Context, o *podObject) (admission.Warnings, error) {
+				return pods.ValidateCreate(ctx, o.object())
+			})},
 	}
 }
 
@@ -78,136 +85,251 @@ var (
 	requestPth     = field.NewPath("request")
 )
 
-// handler is one webhook: the objects of kind it reviews, and judge, which
-// decides a CREATE. Every other operation is allowed: data sources and
-// volumes are immutable, so only a CREATE brings one to judge.
+// handler is one webhook: the objects of kind it reviews (T, trimmed to what
+// its rules read), and judge, which decides a CREATE. Every other operation
+// is allowed: data sources and volumes are immutable, so only a CREATE
+// brings one to judge.
 type handler[T any] struct {
 	name    string // the metrics' webhook label
 	kind    metav1.GroupVersionKind
 	metrics *Metrics
-	judge   func(ctx context.Context, req *admission.Request, obj *T) admission.Response
+	judge   func(ctx context.Context, obj *T) admission.Response
+	states  sync.Pool // *reviewState[T], reused from review to review
+}
+
+// review is what the judges and the logs know of the request under review.
+type review struct {
+	UID       types.UID
+	Kind      metav1.GroupVersionKind
+	Name      string
+	Namespace string
+	Operation admissionv1.Operation
+	// user is request.userInfo as sent, decoded by User when asked for (a
+	// grant to check, a finding or denial to log): most reviews never need
+	// it, and a service account's userInfo alone is a dozen strings.
+	user     []byte
+	userInfo *authenticationv1.UserInfo
+	userErr  error
+}
+
+// User is the requester, request.userInfo.
+func (r *review) User() (authenticationv1.UserInfo, error) {
+	if r.userInfo == nil && r.userErr == nil {
+		r.userInfo = &authenticationv1.UserInfo{}
+		if len(r.user) > 0 {
+			if err := sigsjson.UnmarshalCaseSensitivePreserveInts(r.user, r.userInfo); err != nil {
+				r.userErr = fmt.Errorf("request.userInfo: %w", err)
+			}
+		}
+	}
+	return *r.userInfo, r.userErr
+}
+
+// username is the requester's name for the logs.
+func (r *review) username() string {
+	u, err := r.User()
+	if err != nil {
+		return "<unreadable>"
+	}
+	return u.Username
+}
+
+type reviewKey struct{}
+
+// reviewOf returns the review ctx was given to judge, or nil.
+func reviewOf(ctx context.Context) *review {
+	rv, _ := ctx.Value(reviewKey{}).(*review)
+	return rv
+}
+
+// reviewContext is the context a review is judged with: the request's, and
+// the review, so that findings are logged with it and grants are checked for
+// its user.
+type reviewContext struct {
+	context.Context
+	review *review
+}
+
+func (c *reviewContext) Value(key any) any {
+	if key == (reviewKey{}) {
+		return c.review
+	}
+	return c.Context.Value(key)
 }
 
 // reviewBody is the part of an admission.k8s.io/v1 AdmissionReview clonegate
 // reads, with the object decoded as the type the webhook reviews. The rest
 // (oldObject, options, resource, …) is skipped by the decoder, not copied.
 type reviewBody[T any] struct {
-	APIVersion string            `json:"apiVersion"`
-	Kind       string            `json:"kind"`
-	Request    *reviewRequest[T] `json:"request"`
+	APIVersion word `json:"apiVersion"`
+	Kind       word `json:"kind"`
+	Request    struct {
+		UID  types.UID `json:"uid"`
+		Kind struct {
+			Group   word `json:"group"`
+			Version word `json:"version"`
+			Kind    word `json:"kind"`
+		} `json:"kind"`
+		Name      string          `json:"name"`
+		Namespace string          `json:"namespace"`
+		Operation word            `json:"operation"`
+		UserInfo  json.RawMessage `json:"userInfo"`
+		Object    *T              `json:"object"`
+	} `json:"request"`
 }
 
-type reviewRequest[T any] struct {
-	UID       types.UID                 `json:"uid"`
-	Kind      metav1.GroupVersionKind   `json:"kind"`
-	Name      string                    `json:"name"`
-	Namespace string                    `json:"namespace"`
-	Operation admissionv1.Operation     `json:"operation"`
-	UserInfo  authenticationv1.UserInfo `json:"userInfo"`
-	DryRun    *bool                     `json:"dryRun"`
-	Object    *T                        `json:"object"`
+// reviewState is what a review is read and decoded with, kept for the next
+// review once answered: the body's buffer, the decoder with its buffer and
+// scanner, the decoded review (nothing the judges keep points into it).
+type reviewState[T any] struct {
+	body   bytes.Buffer
+	limit  io.LimitedReader
+	in     bytes.Reader
+	dec    sigsjson.Decoder
+	ahead  int // bytes the decoder read past the last review: whitespace, skipped first
+	decode reviewBody[T]
+	req    review
+	ctx    reviewContext
+	answer []byte
+	reuse  bool // false once anything went wrong: a fresh state for the next review
+}
+
+// maxReusedBody is the largest body whose buffers are kept for the next review.
+const maxReusedBody = 256 << 10
+
+func (h *handler[T]) state() *reviewState[T] {
+	if s, ok := h.states.Get().(*reviewState[T]); ok {
+		return s
+	}
+	s := &reviewState[T]{}
+	s.dec = sigsjson.NewDecoderCaseSensitivePreserveInts(&s.in)
+	return s
+}
+
+func (h *handler[T]) release(s *reviewState[T]) {
+	if !s.reuse || s.body.Cap() > maxReusedBody {
+		return
+	}
+	user := s.decode.Request.UserInfo[:0] // its bytes, reused
+	s.decode = reviewBody[T]{}
+	s.decode.Request.UserInfo = user
+	s.req, s.ctx = review{}, reviewContext{}
+	h.states.Put(s)
 }
 
 // ServeHTTP answers one review: review decides, then the answer is counted
 // with labels from fixed sets only and written.
 func (h *handler[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	req, resp := h.review(r)
-	h.metrics.count(r.Context(), h.name, req, resp, time.Since(start))
-	writeAnswer(w, req.UID, resp)
+	s := h.state()
+	resp := h.review(r, s)
+	h.metrics.count(r.Context(), h.name, &s.req, resp, time.Since(start))
+	s.answer = writeAnswer(w, s.answer[:0], s.req.UID, resp)
+	h.release(s)
 }
 
 // review is the path of one review: body → decode → request checks → judge.
 // A panic anywhere on it is an error answer, not a dropped connection.
-func (h *handler[T]) review(r *http.Request) (req *admission.Request, resp admission.Response) {
-	req = &admission.Request{}
+func (h *handler[T]) review(r *http.Request, s *reviewState[T]) (resp admission.Response) {
+	s.reuse = false
 	defer func() {
 		if p := recover(); p != nil {
-			log.FromContext(r.Context()).Error(fmt.Errorf("%v", p), "panic while reviewing", "webhook", h.name, "requestID", req.UID)
+			s.reuse = false
+			log.FromContext(r.Context()).Error(fmt.Errorf("%v", p), "panic while reviewing", "webhook", h.name, "requestID", s.req.UID)
 			resp = admission.Errored(http.StatusInternalServerError, fmt.Errorf("clonegate failed to review the request (panic: %v)", p))
 		}
 	}()
-	body, code, err := readBody(r)
+	if code, err := s.read(r); err != nil {
+		return admission.Errored(code, err)
+	}
+	obj, err := s.decodeBody()
 	if err != nil {
-		return req, admission.Errored(code, err)
+		return admission.Errored(http.StatusBadRequest, err)
 	}
-	defer bodies.Put(body)
-	obj, err := decodeReview[T](body.Bytes(), req)
-	if err != nil {
-		return req, admission.Errored(http.StatusBadRequest, err)
+	s.reuse = true
+	if err := checkRequest(&s.req, h.kind, obj); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
 	}
-	if err := checkRequest(req, h.kind, obj); err != nil {
-		return req, admission.Errored(http.StatusBadRequest, err)
+	if s.req.Operation != admissionv1.Create {
+		return allowed(nil)
 	}
-	if req.Operation != admissionv1.Create {
-		return req, admission.Allowed("")
-	}
-	// The request rides in the context, so that findings are logged with
-	// it and grants are checked for its user.
-	return req, h.judge(admission.NewContextWithRequest(r.Context(), *req), req, obj)
+	s.ctx = reviewContext{Context: r.Context(), review: &s.req}
+	return h.judge(&s.ctx, obj)
 }
 
 // maxRequestSize is the limit on a review body (7 MiB, as controller-runtime's).
 const maxRequestSize = 7 << 20
 
-// bodies are the buffers review bodies are read into: nothing decoded from a
-// body points into it, so one is reused once its review is answered.
-var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-// readBody reads the body once, refusing what no apiserver sends: no body,
+// read reads the body once, refusing what no apiserver sends: no body,
 // another content type, more than maxRequestSize.
-func readBody(r *http.Request) (*bytes.Buffer, int32, error) {
+func (s *reviewState[T]) read(r *http.Request) (int32, error) {
 	if r.Body == nil || r.Body == http.NoBody {
-		return nil, http.StatusBadRequest, errors.New("request body is empty")
+		return http.StatusBadRequest, errors.New("request body is empty")
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		return nil, http.StatusBadRequest, fmt.Errorf("contentType=%s, expected application/json", ct)
+		return http.StatusBadRequest, fmt.Errorf("contentType=%s, expected application/json", ct)
 	}
-	buf := bodies.Get().(*bytes.Buffer)
-	buf.Reset()
+	s.body.Reset()
 	if r.ContentLength > 0 && r.ContentLength <= maxRequestSize {
-		buf.Grow(int(r.ContentLength) + bytes.MinRead)
+		s.body.Grow(int(r.ContentLength) + bytes.MinRead)
 	}
-	_, err := buf.ReadFrom(io.LimitReader(r.Body, maxRequestSize+1))
+	s.limit = io.LimitedReader{R: r.Body, N: maxRequestSize + 1}
+	_, err := s.body.ReadFrom(&s.limit)
+	s.limit.R = nil
 	switch {
 	case err != nil:
-		err = fmt.Errorf("reading the request body: %w", err)
-	case buf.Len() > maxRequestSize:
-		bodies.Put(new(bytes.Buffer)) // not buf: do not keep 7 MiB around
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request entity is too large; limit is %d bytes", maxRequestSize)
-	case buf.Len() == 0:
-		err = errors.New("request body is empty")
-	default:
-		return buf, 0, nil
+		return http.StatusBadRequest, fmt.Errorf("reading the request body: %w", err)
+	case s.body.Len() > maxRequestSize:
+		return http.StatusRequestEntityTooLarge, fmt.Errorf("request entity is too large; limit is %d bytes", maxRequestSize)
+	case s.body.Len() == 0:
+		return http.StatusBadRequest, errors.New("request body is empty")
 	}
-	bodies.Put(buf)
-	return nil, http.StatusBadRequest, err
+	return 0, nil
 }
 
-// decodeReview decodes body, once, into req and the typed object, as the
+// decodeBody decodes the body, once, into s.req and the typed object, as the
 // apiserver's own clients decode JSON (sigs.k8s.io/json: field names match
-// case-sensitively). Only an admission.k8s.io/v1 AdmissionReview is
-// accepted: our registrations ask for v1 alone, so anything else did not
-// come from the apiserver.
-func decodeReview[T any](body []byte, req *admission.Request) (*T, error) {
-	var review reviewBody[T]
-	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(body, &review); err != nil {
-		if review.Request != nil {
-			req.UID = review.Request.UID
-		}
+// case-sensitively; a value of the wrong JSON type is an error). Only an
+// admission.k8s.io/v1 AdmissionReview is accepted: our registrations ask for
+// v1 alone, so anything else did not come from the apiserver.
+func (s *reviewState[T]) decodeBody() (*T, error) {
+	err := s.decodeOne()
+	d := &s.decode
+	rr := &d.Request
+	s.req = review{UID: rr.UID, Kind: metav1.GroupVersionKind{Group: string(rr.Kind.Group), Version: string(rr.Kind.Version), Kind: string(rr.Kind.Kind)},
+		Name: rr.Name, Namespace: rr.Namespace, Operation: admissionv1.Operation(rr.Operation), user: rr.UserInfo}
+	if err != nil {
 		return nil, fmt.Errorf("the body is not an AdmissionReview: %w", err)
 	}
-	if rr := review.Request; rr != nil {
-		req.UID, req.Kind, req.Name, req.Namespace = rr.UID, rr.Kind, rr.Name, rr.Namespace
-		req.Operation, req.UserInfo, req.DryRun = rr.Operation, rr.UserInfo, rr.DryRun
+	if d.APIVersion != "admission.k8s.io/v1" || d.Kind != "AdmissionReview" {
+		return nil, field.NotSupported(field.NewPath("apiVersion"), string(d.APIVersion+" "+d.Kind), []string{"admission.k8s.io/v1 AdmissionReview"})
 	}
-	if review.APIVersion != "admission.k8s.io/v1" || review.Kind != "AdmissionReview" {
-		return nil, field.NotSupported(field.NewPath("apiVersion"), review.APIVersion+" "+review.Kind, []string{"admission.k8s.io/v1 AdmissionReview"})
+	if u := rr.UserInfo; len(u) > 0 && u[0] != '{' && string(u) != "null" {
+		return nil, fmt.Errorf("request.userInfo: must be an object, not %.20s", u)
 	}
-	if review.Request == nil {
-		return nil, nil
+	return rr.Object, nil
+}
+
+// decodeOne decodes the body into s.decode with s.dec, which, as a stream
+// decoder, reads ahead of the value it decodes: what it read past the last
+// body's value (whitespace, or the body is refused and s not reused) is
+// skipped before this one's.
+func (s *reviewState[T]) decodeOne() error {
+	body := s.body.Bytes()
+	s.in.Reset(body)
+	before := s.dec.InputOffset()
+	if err := s.dec.Decode(&s.decode); err != nil {
+		return err
 	}
-	return review.Request.Object, nil
+	end := int(s.dec.InputOffset()-before) - s.ahead // where the value ends in body
+	s.ahead = len(body) - s.in.Len() - end
+	if end < 0 || end > len(body) || s.ahead < 0 {
+		return errors.New("the decoder lost its place in the body") // never: refused, and s not reused
+	}
+	if len(bytes.TrimLeft(body[end:], " \t\r\n")) > 0 {
+		return errors.New("invalid character after the AdmissionReview")
+	}
+	return nil
 }
 
 // checkRequest refuses a review the apiserver would never send for our
@@ -217,7 +339,7 @@ func decodeReview[T any](body []byte, req *admission.Request) (*T, error) {
 // namespace than the request's. The object's namespace is set to the
 // request's: the apiserver's word on where it is created, and the one the
 // cross-namespace rule compares with.
-func checkRequest[T any](req *admission.Request, kind metav1.GroupVersionKind, obj *T) error {
+func checkRequest[T any](req *review, kind metav1.GroupVersionKind, obj *T) error {
 	var errs field.ErrorList
 	if req.UID == "" {
 		errs = append(errs, field.Required(requestPth.Child("uid"), "every AdmissionReview from the apiserver has one"))
@@ -241,25 +363,31 @@ func checkRequest[T any](req *admission.Request, kind metav1.GroupVersionKind, o
 	if len(errs) > 0 || obj == nil {
 		return errs.ToAggregate()
 	}
-	o, ok := any(obj).(interface {
-		metav1.Object
-		GetObjectKind() schema.ObjectKind
-	})
+	o, ok := any(obj).(interface{ head() *objectHead })
 	if !ok {
 		return nil // every reviewed type is one: a programming error
 	}
-	if gvk := o.GetObjectKind().GroupVersionKind(); (gvk.Kind != "" && gvk.Kind != kind.Kind) ||
-		(gvk.Version != "" && (gvk.Group != kind.Group || gvk.Version != kind.Version)) {
-		return field.Invalid(requestPth.Child("object", "kind"), gvk.GroupVersion().String()+" "+gvk.Kind, "this webhook only reviews "+kindName(kind))
+	h := o.head()
+	if gv, k := string(h.APIVersion), string(h.Kind); (k != "" && k != kind.Kind) || (gv != "" && !isAPIVersion(gv, kind)) {
+		return field.Invalid(requestPth.Child("object", "kind"), gv+" "+k, "this webhook only reviews "+kindName(kind))
 	}
-	if ns := o.GetNamespace(); req.Namespace != "" && ns != "" && ns != req.Namespace {
+	if ns := h.Metadata.Namespace; req.Namespace != "" && ns != "" && ns != req.Namespace {
 		return field.Invalid(requestPth.Child("object", "metadata", "namespace"), ns,
 			fmt.Sprintf("does not match the request's namespace %q", req.Namespace))
 	}
 	if req.Namespace != "" {
-		o.SetNamespace(req.Namespace)
+		h.Metadata.Namespace = req.Namespace
 	}
 	return nil
+}
+
+// isAPIVersion says whether gv is the apiVersion of k.
+func isAPIVersion(gv string, k metav1.GroupVersionKind) bool {
+	if k.Group == "" {
+		return gv == k.Version
+	}
+	return len(gv) == len(k.Group)+1+len(k.Version) && gv[len(k.Group)] == '/' &&
+		strings.HasPrefix(gv, k.Group) && strings.HasSuffix(gv, k.Version)
 }
 
 func kindName(k metav1.GroupVersionKind) string {
@@ -269,14 +397,20 @@ func kindName(k metav1.GroupVersionKind) string {
 	return k.Group + "/" + k.Version + " " + k.Kind + "s"
 }
 
+// allowed is the answer allowing a review, with warnings: no status, as
+// the apiserver needs none.
+func allowed(warnings []string) admission.Response {
+	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: true, Warnings: warnings}}
+}
+
 // validated turns a validator's verdict into an answer, as
 // controller-runtime's validating webhook does: an API status (a denial, a
 // bad request) as it is, any other error as a denial.
-func validated[T any](validate func(context.Context, *T) (admission.Warnings, error)) func(context.Context, *admission.Request, *T) admission.Response {
-	return func(ctx context.Context, _ *admission.Request, obj *T) admission.Response {
+func validated[T any](validate func(context.Context, *T) (admission.Warnings, error)) func(context.Context, *T) admission.Response {
+	return func(ctx context.Context, obj *T) admission.Response {
 		warnings, err := validate(ctx, obj)
 		if err == nil {
-			return admission.Allowed("").WithWarnings(warnings...)
+			return allowed(warnings)
 		}
 		var status apierrors.APIStatus
 		if errors.As(err, &status) {
@@ -287,19 +421,15 @@ func validated[T any](validate func(context.Context, *T) (admission.Warnings, er
 	}
 }
 
+// jsonContentType is the Content-Type of every answer (never modified).
+var jsonContentType = []string{"application/json"}
+
 // writeAnswer writes resp as the AdmissionReview answering the review uid,
-// encoding it once. The answer clonegate gives most — allowed, nothing to
-// say — is written as it is, without an encoder.
-func writeAnswer(w http.ResponseWriter, uid types.UID, resp admission.Response) {
-	w.Header().Set("Content-Type", "application/json")
-	if resp.Allowed && len(resp.Patches) == 0 && len(resp.Warnings) == 0 && resp.Result == nil && len(resp.Patch) == 0 && jsonSafe(uid) {
-		b := make([]byte, 0, 128+len(uid))
-		b = append(b, `{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","response":{"uid":`...)
-		b = strconv.AppendQuote(b, string(uid))
-		b = append(b, `,"allowed":true}}`+"\n"...)
-		_, _ = w.Write(b)
-		return
-	}
+// encoding it once, and returns buf, the bytes it may have used. An answer
+// allowing the review, with a patch or warnings or neither — what clonegate
+// answers most — is written with appendAllowed; any other with an encoder.
+func writeAnswer(w http.ResponseWriter, buf []byte, uid types.UID, resp admission.Response) []byte {
+	w.Header()["Content-Type"] = jsonContentType
 	resp.UID = uid
 	if len(resp.Patches) > 0 {
 		patch, err := json.Marshal(resp.Patches)
@@ -307,22 +437,64 @@ func writeAnswer(w http.ResponseWriter, uid types.UID, resp admission.Response) 
 			resp = admission.Errored(http.StatusInternalServerError, err)
 			resp.UID = uid
 		} else {
-			pt := admissionv1.PatchTypeJSONPatch
-			resp.Patch, resp.PatchType = patch, &pt
+			resp.Patch, resp.PatchType, resp.Patches = patch, &jsonPatchType, nil
 		}
 	}
+	if b, ok := appendAllowed(buf, &resp.AdmissionResponse); ok {
+		_, _ = w.Write(b)
+		return b
+	}
+	answer := resp.AdmissionResponse // a copy: resp itself stays off the heap
 	review := admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-		Response: &resp.AdmissionResponse,
+		Response: &answer,
 	}
 	if err := json.NewEncoder(w).Encode(review); err != nil {
 		log.Log.Error(err, "writing the answer to a review", "requestID", uid)
 	}
+	return buf
 }
 
-// jsonSafe says whether strconv.AppendQuote writes s as JSON would: printable
-// ASCII without escapes JSON spells differently.
-func jsonSafe(s types.UID) bool {
+var jsonPatchType = admissionv1.PatchTypeJSONPatch
+
+// appendAllowed appends r to b as encoding/json encodes it in an
+// AdmissionReview, byte for byte, when r allows with at most a JSON patch and
+// warnings, and every string in it is one strconv.AppendQuote writes as JSON
+// does; false otherwise.
+func appendAllowed(b []byte, r *admissionv1.AdmissionResponse) ([]byte, bool) {
+	if !r.Allowed || r.Result != nil || r.AuditAnnotations != nil || (r.PatchType != nil && *r.PatchType != jsonPatchType) ||
+		(r.PatchType == nil) != (len(r.Patch) == 0) || !jsonSafe(string(r.UID)) {
+		return b, false
+	}
+	for _, w := range r.Warnings {
+		if !jsonSafe(w) {
+			return b, false
+		}
+	}
+	b = append(b, `{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","response":{"uid":`...)
+	b = strconv.AppendQuote(b, string(r.UID))
+	b = append(b, `,"allowed":true`...)
+	if len(r.Patch) > 0 {
+		b = append(b, `,"patch":"`...)
+		b = base64.StdEncoding.AppendEncode(b, r.Patch)
+		b = append(b, `","patchType":"JSONPatch"`...)
+	}
+	if len(r.Warnings) > 0 {
+		b = append(b, `,"warnings":[`...)
+		for i, w := range r.Warnings {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendQuote(b, w)
+		}
+		b = append(b, ']')
+	}
+	return append(b, "}}\n"...), true
+}
+
+// jsonSafe says whether strconv.AppendQuote writes s as encoding/json would:
+// printable ASCII without the characters encoding/json escapes for HTML.
+func jsonSafe(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c >= 0x7f || c == '<' || c == '>' || c == '&' {
 			return false

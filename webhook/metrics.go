@@ -52,7 +52,7 @@ var operations = map[admissionv1.Operation]string{
 // count counts and times one answered review. Its labels come from fixed
 // sets only: webhook is the handler's name, operation one of operations,
 // verdict allowed, denied or errored.
-func (m *Metrics) count(ctx context.Context, webhook string, req *admission.Request, resp admission.Response, took time.Duration) {
+func (m *Metrics) count(ctx context.Context, webhook string, req *review, resp admission.Response, took time.Duration) {
 	verdict := "allowed"
 	switch {
 	case resp.Allowed:
@@ -62,7 +62,7 @@ func (m *Metrics) count(ctx context.Context, webhook string, req *admission.Requ
 		verdict = "denied"
 	}
 	if !resp.Allowed {
-		log.FromContext(ctx).Info("review", "webhook", webhook, "verdict", verdict, "user", req.UserInfo.Username,
+		log.FromContext(ctx).Info("review", "webhook", webhook, "verdict", verdict, "user", req.username(),
 			"namespace", req.Namespace, "name", req.Name, "requestID", req.UID, "message", resultMessage(resp))
 	}
 	if m == nil {
@@ -81,9 +81,12 @@ func (m *Metrics) observe(ctx context.Context, webhook string, v rules.Verdict) 
 	for _, j := range v.Judged {
 		// Findings are rare (most reviews have none): each is logged, as an
 		// audit trail beside the counter.
-		req, _ := admission.RequestFromContext(ctx)
+		req := reviewOf(ctx)
+		if req == nil {
+			req = &review{}
+		}
 		log.FromContext(ctx).Info("finding", "webhook", webhook, "rule", j.Rule, "action", j.Action,
-			"requestID", req.UID, "user", req.UserInfo.Username, "namespace", req.Namespace, "name", req.Name,
+			"requestID", req.UID, "user", req.username(), "namespace", req.Namespace, "name", req.Name,
 			"field", j.Err.Field)
 		if m != nil {
 			m.findings.WithLabelValues(string(j.Rule), string(j.Action)).Inc()

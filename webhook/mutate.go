@@ -5,7 +5,9 @@ package webhook
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"strconv"
 
 	"gomodules.xyz/jsonpatch/v2"
 
@@ -46,7 +48,7 @@ type SourceDefaulter struct {
 // Default defaults the data source apiGroups of a new claim and denies
 // cross-namespace sources: rules, then policy, then the answer, a patch of
 // only the fields it changed.
-func (d *SourceDefaulter) Default(ctx context.Context, req *admission.Request, claim *corev1.PersistentVolumeClaim) admission.Response {
+func (d *SourceDefaulter) Default(ctx context.Context, claim *corev1.PersistentVolumeClaim) admission.Response {
 	if errs := sizeErrors(claim); len(errs) > 0 {
 		return deny(claim, errs)
 	}
@@ -64,10 +66,11 @@ func (d *SourceDefaulter) Default(ctx context.Context, req *admission.Request, c
 	if len(verdict.Denials) > 0 {
 		return deny(claim, verdict.Denials).WithWarnings(warnings...)
 	}
-	if !mutation.Changed {
-		return admission.Allowed("").WithWarnings(warnings...)
+	resp := allowed(warnings)
+	if mutation.Changed {
+		resp.Patch, resp.PatchType = groupPatch(before, sourceGroups(&claim.Spec)), &jsonPatchType
 	}
-	return admission.Patched("", groupPatches(before, sourceGroups(&claim.Spec))...).WithWarnings(warnings...)
+	return resp
 }
 
 // sourceFields are the data source fields the mutating webhook may change:
@@ -83,20 +86,56 @@ func sourceGroups(spec *corev1.PersistentVolumeClaimSpec) [3]*string {
 	return g
 }
 
-// groupPatches patches only the fields the mutation changed. A patch
-// computed from re-marshalling the whole claim would also touch fields the
-// typed round trip adds (status: {}), which the user never asked for.
+// groupPatch is the JSON patch of only the fields the mutation changed. A
+// patch computed from re-marshalling the whole claim would also touch fields
+// the typed round trip adds (status: {}), which the user never asked for.
+// It is written byte for byte as json.Marshal writes groupPatches.
+func groupPatch(before, after [3]*string) []byte {
+	b := make([]byte, 0, 256)
+	b = append(b, '[')
+	for i := range after {
+		if before[i] == after[i] {
+			continue
+		}
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		if after[i] == nil {
+			b = append(b, `{"op":"remove","path":"`...)
+			b = append(b, patchPaths[i]...)
+			b = append(b, `"}`...)
+			continue
+		}
+		if !jsonSafe(*after[i]) {
+			patch, err := json.Marshal(groupPatches(before, after))
+			if err != nil {
+				panic(err) // strings only: never
+			}
+			return patch
+		}
+		b = append(b, `{"op":"add","path":"`...)
+		b = append(b, patchPaths[i]...)
+		b = append(b, `","value":`...)
+		b = strconv.AppendQuote(b, *after[i])
+		b = append(b, '}')
+	}
+	return append(b, ']')
+}
+
+// patchPaths are the JSON pointers of the fields sourceGroups returns.
+var patchPaths = [3]string{"/spec/dataSource/apiGroup", "/spec/dataSourceRef/apiGroup", "/spec/dataSourceRef/namespace"}
+
+// groupPatches are the operations of groupPatch.
 func groupPatches(before, after [3]*string) []jsonpatch.JsonPatchOperation {
-	paths := [3]string{"/spec/dataSource/apiGroup", "/spec/dataSourceRef/apiGroup", "/spec/dataSourceRef/namespace"}
 	var ops []jsonpatch.JsonPatchOperation
 	for i := range after {
 		switch {
 		case before[i] == after[i]:
 		case after[i] == nil:
-			ops = append(ops, jsonpatch.JsonPatchOperation{Operation: "remove", Path: paths[i]})
+			ops = append(ops, jsonpatch.JsonPatchOperation{Operation: "remove", Path: patchPaths[i]})
 		default:
 			// "add" sets the member whether or not it exists (RFC 6902 4.1).
-			ops = append(ops, jsonpatch.JsonPatchOperation{Operation: "add", Path: paths[i], Value: *after[i]})
+			ops = append(ops, jsonpatch.JsonPatchOperation{Operation: "add", Path: patchPaths[i], Value: *after[i]})
 		}
 	}
 	return ops

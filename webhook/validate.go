@@ -48,7 +48,7 @@ func (v *CloneValidator) ValidateCreate(ctx context.Context, claim *corev1.Persi
 	// must not learn more.)
 	var crossNamespace []rules.Finding
 	if src.Namespace != claim.Namespace { // only then is there a finding to copy
-		for _, f := range rules.MutateSource(claim.Namespace, claim.Spec.DeepCopy(), v.Policy.Groups()).Findings {
+		for _, f := range rules.MutateSource(claim.Namespace, rules.SourcesCopy(&claim.Spec), v.Policy.Groups()).Findings {
 			if f.Rule == rules.RuleCrossNamespace {
 				crossNamespace = append(crossNamespace, f)
 			}

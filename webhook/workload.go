@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -20,6 +19,7 @@ import (
 var (
 	statefulSetResource = schema.GroupResource{Group: "apps", Resource: "statefulsets"}
 	podResource         = schema.GroupResource{Resource: "pods"}
+	podSpecPath         = field.NewPath("spec")
 )
 
 // TemplateJudge judges the claim templates of a workload at its CREATE, so
@@ -39,7 +39,7 @@ type TemplateJudge struct {
 // over is named in a warning and judged when its claims are created.
 func (j *TemplateJudge) judge(ctx context.Context, resource schema.GroupResource, meta *metav1.ObjectMeta, templates []rules.Template) (admission.Warnings, error) {
 	if meta.Namespace == "" {
-		if req, err := admission.RequestFromContext(ctx); err == nil {
+		if req := reviewOf(ctx); req != nil {
 			meta.Namespace = req.Namespace
 		}
 	}
@@ -58,17 +58,20 @@ func (j *TemplateJudge) judge(ctx context.Context, resource schema.GroupResource
 		templates = templates[:MaxTemplatesPerReview]
 	}
 	grant := grantOf(ctx, j.Policy, j.Grants, ns)
-	facts := map[string]rules.Facts{} // one lookup per source and class
+	var knownBuf [2]templateFacts
+	known := knownBuf[:0] // one lookup per source and class: templates are few, a slice will do
 	var findings []rules.Finding
 	for i, t := range templates {
 		f, err := rules.ValidateTemplate(ns, t, j.Policy.Groups(), grant, func(spec *corev1.PersistentVolumeClaimSpec) (rules.Facts, error) {
-			key := factsKey(ns, spec)
-			if fs, ok := facts[key]; ok {
-				return fs, nil
+			key := factsKeyOf(ns, spec)
+			for _, k := range known {
+				if k.key == key {
+					return k.facts, nil
+				}
 			}
 			fs, err := j.Facts.Facts(ctx, ns, spec)
 			if err == nil {
-				facts[key] = fs
+				known = append(known, templateFacts{key, fs})
 			}
 			return fs, err
 		})
@@ -98,13 +101,24 @@ func (j *TemplateJudge) judge(ctx context.Context, resource schema.GroupResource
 }
 
 // factsKey names what a template's facts depend on: its source and class.
-func factsKey(namespace string, spec *corev1.PersistentVolumeClaimSpec) string {
+type factsKey struct {
+	source       rules.Source // without its Path
+	class        string
+	defaultClass bool // no storageClassName: the cluster's default
+}
+
+func factsKeyOf(namespace string, spec *corev1.PersistentVolumeClaimSpec) factsKey {
 	src, _ := rules.SourceOf(namespace, spec)
-	class := "<default>"
-	if spec.StorageClassName != nil {
-		class = "=" + *spec.StorageClassName
+	src.Path = nil
+	if spec.StorageClassName == nil {
+		return factsKey{source: src, defaultClass: true}
 	}
-	return strings.Join([]string{src.APIGroup, src.Kind, src.Namespace, src.Name, class}, "/")
+	return factsKey{source: src, class: *spec.StorageClassName}
+}
+
+type templateFacts struct {
+	key   factsKey
+	facts rules.Facts
 }
 
 // StatefulSetValidator judges a new StatefulSet's volumeClaimTemplates (and
@@ -137,7 +151,7 @@ var _ admission.Validator[*corev1.Pod] = &PodValidator{}
 
 // ValidateCreate judges the ephemeral volume templates of a new Pod.
 func (v *PodValidator) ValidateCreate(ctx context.Context, pod *corev1.Pod) (admission.Warnings, error) {
-	return v.judge(ctx, podResource, &pod.ObjectMeta, rules.PodTemplates(field.NewPath("spec"), &pod.Spec))
+	return v.judge(ctx, podResource, &pod.ObjectMeta, rules.PodTemplates(podSpecPath, &pod.Spec))
 }
 
 // ValidateUpdate allows every update: pod volumes are immutable.

@@ -173,7 +173,9 @@ func validateClone(src Source, spec *corev1.PersistentVolumeClaimSpec, facts Fac
 func checkCloneSize(src Source, spec *corev1.PersistentVolumeClaimSpec, source *corev1.PersistentVolumeClaim) []Finding {
 	request, hasRequest := source.Spec.Resources.Requests[storageRequestKey]
 	if hasRequest {
-		if f, ok := checkSize(spec, RuleCloneSize, &request, fmt.Sprintf("the size of source PersistentVolumeClaim %q", src.Name)); ok {
+		if f, ok := checkSize(spec, RuleCloneSize, request, func() string {
+			return fmt.Sprintf("the size of source PersistentVolumeClaim %q", src.Name)
+		}); ok {
 			return []Finding{f}
 		}
 	}
@@ -181,11 +183,13 @@ func checkCloneSize(src Source, spec *corev1.PersistentVolumeClaimSpec, source *
 	if !ok || (hasRequest && capacity.Value() <= request.Value()) {
 		return nil
 	}
-	what := fmt.Sprintf("the capacity of source PersistentVolumeClaim %q", src.Name)
-	if hasRequest {
-		what += fmt.Sprintf(" (it requested %s; its volume is larger, rounded up or expanded)", request.String())
-	}
-	f, ok := checkSize(spec, RuleCloneCapacity, &capacity, what)
+	f, ok := checkSize(spec, RuleCloneCapacity, capacity, func() string {
+		what := fmt.Sprintf("the capacity of source PersistentVolumeClaim %q", src.Name)
+		if hasRequest {
+			what += fmt.Sprintf(" (it requested %s; its volume is larger, rounded up or expanded)", request.String())
+		}
+		return what
+	})
 	if !ok {
 		return nil
 	}
@@ -215,7 +219,9 @@ func validateRestore(src Source, spec *corev1.PersistentVolumeClaimSpec, facts F
 			"VolumeSnapshot %q is not readyToUse yet; the claim stays Pending until it is (kubectl get volumesnapshot %s)", src.Name, src.Name)))
 	}
 	if snap.RestoreSize != nil {
-		if f, ok := checkSize(spec, RuleRestoreSize, snap.RestoreSize, fmt.Sprintf("the restoreSize of VolumeSnapshot %q", src.Name)); ok {
+		if f, ok := checkSize(spec, RuleRestoreSize, *snap.RestoreSize, func() string {
+			return fmt.Sprintf("the restoreSize of VolumeSnapshot %q", src.Name)
+		}); ok {
 			out = append(out, f)
 		}
 	}
@@ -270,13 +276,15 @@ func checkClasses(src Source, spec *corev1.PersistentVolumeClaimSpec, source *co
 // denied. A class that does not exist (yet) only leaves the claim Pending
 // until it does, and is provisioned then: a warning.
 func checkClaimClass(spec *corev1.PersistentVolumeClaimSpec, facts Facts, sourceClass string) []Finding {
-	use := "set spec.storageClassName to the source's class"
-	if sourceClass != "" {
-		use += fmt.Sprintf(" (%q)", sourceClass)
+	use := func() string {
+		if sourceClass != "" {
+			return fmt.Sprintf("set spec.storageClassName to the source's class (%q)", sourceClass)
+		}
+		return "set spec.storageClassName to the source's class"
 	}
 	if spec.StorageClassName != nil && *spec.StorageClassName == "" {
 		return []Finding{finding(RuleStorageClass, specPath.Child("storageClassName"), "",
-			"a claim with storageClassName \"\" is never provisioned: it is bound to an existing PersistentVolume and its data source is ignored; "+use)}
+			"a claim with storageClassName \"\" is never provisioned: it is bound to an existing PersistentVolume and its data source is ignored; "+use())}
 	}
 	if facts.unread(FactClass) {
 		return nil // skipped below, with the rules that need it
@@ -284,9 +292,9 @@ func checkClaimClass(spec *corev1.PersistentVolumeClaimSpec, facts Facts, source
 	if !facts.Complete || facts.Class != nil {
 		return nil
 	}
-	detail := "the claim names no storageClassName and the cluster has no default StorageClass, so it stays Pending until one exists; " + use
+	detail := "the claim names no storageClassName and the cluster has no default StorageClass, so it stays Pending until one exists; " + use()
 	if named := className(spec.StorageClassName); named != "" {
-		detail = fmt.Sprintf("StorageClass %q does not exist, so the claim stays Pending until it does; create it first, or %s", named, use)
+		detail = fmt.Sprintf("StorageClass %q does not exist, so the claim stays Pending until it does; create it first, or %s", named, use())
 	}
 	return []Finding{finding(RuleMissingClass, specPath.Child("storageClassName"), className(spec.StorageClassName), detail)}
 }
@@ -330,22 +338,21 @@ func skipped(src Source, facts Facts, fact Fact, rules ...Rule) []Finding {
 	return out
 }
 
-// checkSize reports a request smaller than min, naming both sizes. Sizes are
+// checkSize reports a request smaller than min, naming both sizes and what
+// min is (what is called only then: most claims are large enough). Sizes are
 // compared in whole bytes, rounded up, as the external-provisioner does.
-func checkSize(spec *corev1.PersistentVolumeClaimSpec, rule Rule, min *resource.Quantity, what string) (Finding, bool) {
-	if min == nil {
-		return Finding{}, false
-	}
+func checkSize(spec *corev1.PersistentVolumeClaimSpec, rule Rule, min resource.Quantity, what func() string) (Finding, bool) {
 	req, ok := spec.Resources.Requests[storageRequestKey]
 	if !ok {
 		return finding(rule, storagePath, "", fmt.Sprintf(
-			"a claim filled from a source must request storage: request %s or more (%s)", min, what)), true
+			"a claim filled from a source must request storage: request %s or more (%s)", min.String(), what())), true
 	}
 	if req.Value() >= min.Value() {
 		return Finding{}, false
 	}
+	least := min.String()
 	return finding(rule, storagePath, req.String(), fmt.Sprintf(
-		"must be at least %s, %s; request %s or more", min, what, min)), true
+		"must be at least %s, %s; request %s or more", least, what(), least)), true
 }
 
 func missing(src Source) Finding {

@@ -2,10 +2,10 @@ package rules
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // DefaultAPIGroups maps a data source kind to the API group the mutating
@@ -33,7 +33,7 @@ func MutateSource(namespace string, spec *corev1.PersistentVolumeClaimSpec, grou
 	if ds != nil && ref == nil {
 		// Alone, a dataSource is kept only in its two historical shapes.
 		if ds.Kind == KindSnapshot && groupOf(ds.APIGroup) == "" {
-			m.defaultGroup(dataSourcePath, &ds.APIGroup, ds.Kind, DefaultGroups)
+			m.defaultGroup(dataSourceAPIGroup, &ds.APIGroup, ds.Kind, DefaultGroups)
 		} else if f, dropped := droppedSource(ds); dropped {
 			m.Findings = append(m.Findings, f)
 		}
@@ -47,14 +47,31 @@ func MutateSource(namespace string, spec *corev1.PersistentVolumeClaimSpec, grou
 		}
 	}
 	if ds != nil {
-		m.defaultGroup(dataSourcePath, &ds.APIGroup, ds.Kind, groups)
+		m.defaultGroup(dataSourceAPIGroup, &ds.APIGroup, ds.Kind, groups)
 	}
 	if ref != nil {
-		m.defaultGroup(dataSourceRefPath, &ref.APIGroup, ref.Kind, groups)
+		m.defaultGroup(dataSourceRefAPIGroup, &ref.APIGroup, ref.Kind, groups)
 		m.dropOwnNamespace(namespace, ref)
 		m.Findings = append(m.Findings, checkSourceNamespace(namespace, spec.DataSourceRef)...)
 	}
 	return m
+}
+
+// SourcesCopy returns a copy of spec that MutateSource may change without
+// changing spec. MutateSource sets only fields of the data sources, so those
+// are copied and the rest (sizes, class, mode) is shared: read it, never
+// change it.
+func SourcesCopy(spec *corev1.PersistentVolumeClaimSpec) *corev1.PersistentVolumeClaimSpec {
+	out := *spec
+	if ds := spec.DataSource; ds != nil {
+		c := *ds
+		out.DataSource = &c
+	}
+	if ref := spec.DataSourceRef; ref != nil {
+		c := *ref
+		out.DataSourceRef = &c
+	}
+	return &out
 }
 
 // keptByAPIServer reports whether the apiserver keeps a dataSource given
@@ -111,10 +128,11 @@ func droppedSource(ds *corev1.TypedLocalObjectReference) (Finding, bool) {
 			"provisioning an empty volume instead of your data: %s", SnapshotAPIGroup, strings.Join(fixes, "; "))), true
 }
 
-// defaultGroup fills in the apiGroup of a source that names none, when its
-// kind has a default. A kind without one is left for the apiserver, which
-// rejects a non-claim dataSourceRef without apiGroup with its own message.
-func (m *Mutation) defaultGroup(path *field.Path, group **string, kind string, groups DefaultAPIGroups) {
+// defaultGroup fills in the apiGroup (the field at path) of a source that
+// names none, when its kind has a default. A kind without one is left for
+// the apiserver, which rejects a non-claim dataSourceRef without apiGroup
+// with its own message.
+func (m *Mutation) defaultGroup(path string, group **string, kind string, groups DefaultAPIGroups) {
 	if groupOf(*group) != "" || kind == KindClaim {
 		return // a claim is in the core group and needs none
 	}
@@ -124,10 +142,15 @@ func (m *Mutation) defaultGroup(path *field.Path, group **string, kind string, g
 	}
 	*group = &def
 	m.Changed = true
-	m.Warnings = append(m.Warnings, fmt.Sprintf(
-		"%s: defaulted to %q for kind %s: without it the apiserver drops the data source and the volume would be provisioned empty",
-		path.Child("apiGroup"), def, kind))
+	m.Warnings = append(m.Warnings, path+": defaulted to "+strconv.Quote(def)+" for kind "+kind+
+		": without it the apiserver drops the data source and the volume would be provisioned empty")
 }
+
+// The apiGroup fields defaultGroup fills in.
+var (
+	dataSourceAPIGroup    = dataSourcePath.Child("apiGroup").String()
+	dataSourceRefAPIGroup = dataSourceRefPath.Child("apiGroup").String()
+)
 
 // dropOwnNamespace removes a dataSourceRef.namespace that names the claim's
 // own namespace. It means the same without it, and with the

@@ -179,3 +179,29 @@ func TestMutateSourceDroppedShapes(t *testing.T) {
 		})
 	}
 }
+
+// MutateSource on a SourcesCopy leaves the original as it was, and changes
+// the copy as it would have changed the original.
+func TestSourcesCopy(t *testing.T) {
+	class, mode := "csi", corev1.PersistentVolumeBlock
+	for _, spec := range []corev1.PersistentVolumeClaimSpec{
+		{DataSource: &corev1.TypedLocalObjectReference{Kind: KindSnapshot, Name: "nightly"}},
+		{DataSourceRef: &corev1.TypedObjectReference{Kind: KindSnapshot, Name: "nightly", Namespace: ptr("apps")}},
+		{StorageClassName: &class, VolumeMode: &mode,
+			DataSource:    &corev1.TypedLocalObjectReference{Kind: KindSnapshot, Name: "nightly"},
+			DataSourceRef: &corev1.TypedObjectReference{APIGroup: ptr(SnapshotAPIGroup), Kind: KindSnapshot, Name: "nightly", Namespace: ptr("apps")}},
+		{DataSourceRef: &corev1.TypedObjectReference{Kind: "Backup", Name: "b", Namespace: ptr("team-a")}},
+	} {
+		original := spec.DeepCopy()
+		copied := SourcesCopy(&spec)
+		deep := spec.DeepCopy()
+		MutateSource("apps", copied, DefaultAPIGroups{KindSnapshot: SnapshotAPIGroup, "Backup": "backup.example.com"})
+		MutateSource("apps", deep, DefaultAPIGroups{KindSnapshot: SnapshotAPIGroup, "Backup": "backup.example.com"})
+		if diff := cmp.Diff(original, &spec); diff != "" {
+			t.Errorf("the original changed (-before +after):\n%s", diff)
+		}
+		if diff := cmp.Diff(deep, copied); diff != "" {
+			t.Errorf("the copy was mutated otherwise than a deep copy (-deep +copy):\n%s", diff)
+		}
+	}
+}

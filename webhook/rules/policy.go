@@ -85,8 +85,11 @@ func (p *Policy) Action(rule Rule) Action {
 // Exempt reports whether claims in namespace are left alone.
 func (p *Policy) Exempt(namespace string) bool { return slices.Contains(p.ExemptNamespaces, namespace) }
 
-// Groups is the kind → apiGroup defaulting in force.
+// Groups is the kind → apiGroup defaulting in force; callers only read it.
 func (p *Policy) Groups() DefaultAPIGroups {
+	if len(p.APIGroupDefaults) == 0 {
+		return DefaultGroups // read only, as every caller does
+	}
 	out := DefaultAPIGroups{}
 	for k, v := range DefaultGroups {
 		out[k] = v

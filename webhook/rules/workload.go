@@ -23,13 +23,18 @@ type Template struct {
 // ephemeral volumes of its pod template.
 func StatefulSetTemplates(sts *appsv1.StatefulSet) []Template {
 	var out []Template
-	base := field.NewPath("spec", "volumeClaimTemplates")
 	for i := range sts.Spec.VolumeClaimTemplates {
 		t := &sts.Spec.VolumeClaimTemplates[i]
-		out = append(out, Template{Path: base.Index(i).Child("spec"), Name: t.Name, Spec: &t.Spec})
+		out = append(out, Template{Path: claimTemplatesPath.Index(i).Child("spec"), Name: t.Name, Spec: &t.Spec})
 	}
-	return append(out, PodTemplates(field.NewPath("spec", "template", "spec"), &sts.Spec.Template.Spec)...)
+	return append(out, PodTemplates(podTemplateSpecPath, &sts.Spec.Template.Spec)...)
 }
+
+// Paths are never changed (Child and Index make new ones): these are shared.
+var (
+	claimTemplatesPath  = field.NewPath("spec", "volumeClaimTemplates")
+	podTemplateSpecPath = field.NewPath("spec", "template", "spec")
+)
 
 // PodTemplates returns the generic ephemeral volumes of a pod spec found at
 // path (spec for a Pod, spec.template.spec for a workload's pod template).
@@ -41,7 +46,8 @@ func PodTemplates(path *field.Path, pod *corev1.PodSpec) []Template {
 			continue
 		}
 		out = append(out, Template{
-			Path: path.Child("volumes").Index(i).Child("ephemeral", "volumeClaimTemplate", "spec"),
+			// One element for three names: printed the same, one allocation.
+			Path: path.Child("volumes").Index(i).Child("ephemeral.volumeClaimTemplate.spec"),
 			Name: v.Name,
 			Spec: &v.Ephemeral.VolumeClaimTemplate.Spec,
 		})
@@ -67,7 +73,7 @@ func ValidateTemplate(namespace string, t Template, groups DefaultAPIGroups, gra
 	if _, ok := SourceOf(namespace, t.Spec); !ok {
 		return nil, nil
 	}
-	spec := t.Spec.DeepCopy()
+	spec := SourcesCopy(t.Spec)
 	out := templateGroups(spec)
 	rejected := len(out) > 0
 	for _, f := range MutateSource(namespace, spec, groups).Findings {
