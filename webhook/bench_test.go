@@ -141,29 +141,63 @@ func benchServer(t testing.TB, h http.Handler, body []byte, wantPatch bool) func
 	}
 }
 
+// validateClone is a review of a clone of a bound CSI claim, allowed with no
+// findings — the review clonegate answers most.
+func validateClone(t testing.TB) (http.Handler, []byte, bool) {
+	fs := corev1.PersistentVolumeFilesystem
+	class := "csi"
+	source := benchClaim(nil)
+	source.Name, source.Spec.VolumeName = "src", "pv-src"
+	source.Spec.VolumeMode = &fs
+	source.Status = corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound, Capacity: source.Spec.Resources.Requests}
+	facts := knownFacts{
+		Complete:     true,
+		SourceClaim:  source,
+		SourceVolume: &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv-src"}, Spec: corev1.PersistentVolumeSpec{PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{Driver: "csi.example.com"}}}},
+		Class:        &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: class}, Provisioner: "csi.example.com"},
+	}
+	h := NewHandlers(Config{Policy: &rules.Policy{}, Facts: facts}).Validate
+	return h, benchBody(t, benchClaim(&corev1.TypedLocalObjectReference{Kind: rules.KindClaim, Name: "src"})), false
+}
+
 // benchReviews are the reviews the benchmarks send: each webhook's most
 // common answer, and the mutating webhook's patch.
 var benchReviews = []struct {
 	name  string
 	setup func(testing.TB) (h http.Handler, body []byte, wantPatch bool)
 }{
-	// a clone of a bound CSI claim, allowed with no findings — the review
-	// clonegate answers most.
-	{"ValidateClone", func(t testing.TB) (http.Handler, []byte, bool) {
-		fs := corev1.PersistentVolumeFilesystem
-		class := "csi"
-		source := benchClaim(nil)
-		source.Name, source.Spec.VolumeName = "src", "pv-src"
-		source.Spec.VolumeMode = &fs
-		source.Status = corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound, Capacity: source.Spec.Resources.Requests}
-		facts := knownFacts{
-			Complete:     true,
-			SourceClaim:  source,
-			SourceVolume: &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv-src"}, Spec: corev1.PersistentVolumeSpec{PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{Driver: "csi.example.com"}}}},
-			Class:        &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: class}, Provisioner: "csi.example.com"},
+	{"ValidateClone", validateClone},
+	// the same clone as the apiserver sends it for a service account's
+	// `kubectl apply`: last-applied annotation, managed fields, status, and
+	// the userInfo of a service account token, none of which the rules read.
+	{"ValidateCloneApplied", func(t testing.TB) (http.Handler, []byte, bool) {
+		h, body, _ := validateClone(t)
+		var review map[string]any
+		if err := json.Unmarshal(body, &review); err != nil {
+			t.Fatal(err)
 		}
-		h := NewHandlers(Config{Policy: &rules.Policy{}, Facts: facts}).Validate
-		return h, benchBody(t, benchClaim(&corev1.TypedLocalObjectReference{Kind: rules.KindClaim, Name: "src"})), false
+		req := review["request"].(map[string]any)
+		req["requestKind"], req["requestResource"], req["dryRun"] = req["kind"], req["resource"], false
+		req["userInfo"] = map[string]any{"username": "system:serviceaccount:apps:deployer", "uid": "0c5e3d84-5f5d-4b8e-9b1f-1f2a9c3e7d41",
+			"groups": []string{"system:serviceaccounts", "system:serviceaccounts:apps", "system:authenticated"},
+			"extra": map[string][]string{
+				"authentication.kubernetes.io/credential-id": {"JTI=7e8b3c2a-1d4f-4c6e-9a0b-5f2e8d1c3b7a"},
+				"authentication.kubernetes.io/node-name":     {"node-1"}, "authentication.kubernetes.io/node-uid": {"3b1f0c7e-2a9d-4e5b-8c6f-0d7a1e2b3c4d"},
+				"authentication.kubernetes.io/pod-name": {"deployer-7d9f8b6c5-x2kq4"}, "authentication.kubernetes.io/pod-uid": {"9e2d4f1a-6b3c-4a7e-8d0f-2c5b1e9a7d3f"},
+			}}
+		object := req["object"].(map[string]any)
+		meta := object["metadata"].(map[string]any)
+		meta["creationTimestamp"] = "2026-11-25T06:00:00Z"
+		meta["annotations"] = map[string]string{"kubectl.kubernetes.io/last-applied-configuration": `{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"annotations":{},"name":"clone","namespace":"apps"},"spec":{"accessModes":["ReadWriteOnce"],"dataSource":{"kind":"PersistentVolumeClaim","name":"src"},"resources":{"requests":{"storage":"10Gi"}},"storageClassName":"csi"}}` + "\n"}
+		meta["labels"] = map[string]string{"app.kubernetes.io/name": "db", "app.kubernetes.io/part-of": "shop"}
+		meta["managedFields"] = []any{map[string]any{"manager": "kubectl-client-side-apply", "operation": "Update", "apiVersion": "v1", "time": "2026-11-25T06:00:00Z", "fieldsType": "FieldsV1",
+			"fieldsV1": json.RawMessage(`{"f:metadata":{"f:annotations":{".":{},"f:kubectl.kubernetes.io/last-applied-configuration":{}},"f:labels":{".":{},"f:app.kubernetes.io/name":{},"f:app.kubernetes.io/part-of":{}}},"f:spec":{"f:accessModes":{},"f:dataSource":{},"f:dataSourceRef":{},"f:resources":{"f:requests":{".":{},"f:storage":{}}},"f:storageClassName":{},"f:volumeMode":{}}}`)}}
+		object["status"] = map[string]any{"phase": "Pending"}
+		body, err := json.Marshal(review)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h, body, false
 	}},
 	// a restore whose VolumeSnapshot source has no apiGroup, defaulted with
 	// a two-operation patch.
@@ -197,6 +231,7 @@ var benchReviews = []struct {
 }
 
 func BenchmarkValidateClone(b *testing.B)         { benchReview(b, "ValidateClone") }
+func BenchmarkValidateCloneApplied(b *testing.B)  { benchReview(b, "ValidateCloneApplied") }
 func BenchmarkMutateSnapshotDefault(b *testing.B) { benchReview(b, "MutateSnapshotDefault") }
 func BenchmarkMutateUnchanged(b *testing.B)       { benchReview(b, "MutateUnchanged") }
 func BenchmarkValidateStatefulSet(b *testing.B)   { benchReview(b, "ValidateStatefulSet") }

@@ -344,10 +344,10 @@ func (lw *claimListWatch) List(opts metav1.ListOptions) (runtime.Object, error) 
 	lw.x.releaseAll(lw.x.staged) // a list that failed half way
 	lw.x.staged = nil
 	lw.x.mu.Unlock()
-	// Collecting as the heap grows from nothing to the whole index would
-	// run a GC every few pages; the list's garbage is returned to the OS
-	// once it is done (see Replace).
-	defer debug.SetGCPercent(debug.SetGCPercent(400))
+	// The heap grows from nothing to the whole index: collecting at
+	// clonegate's GOGC of 50 would run a GC every few pages. The list's
+	// garbage is returned to the OS once it is done (see Replace).
+	defer debug.SetGCPercent(debug.SetGCPercent(listGCPercent))
 	byNS := map[string]map[string]claimFacts{}
 	// A consistent read, paged, whatever the reflector asked for; the next
 	// page is fetched while this one is indexed.
@@ -375,6 +375,11 @@ func (lw *claimListWatch) List(opts metav1.ListOptions) (runtime.Object, error) 
 	lw.x.mu.Unlock()
 	return &corev1.PersistentVolumeClaimList{ListMeta: metav1.ListMeta{ResourceVersion: page.ResourceVersion}}, nil
 }
+
+// listGCPercent is the GOGC of a list. It sets the peak RSS of a start: at
+// 200k claims, about 120 MiB at 100 against 230 MiB at 400, for 0.4 s more
+// CPU; at 50, 100 MiB for 0.9 s more.
+const listGCPercent = 100
 
 // listPage is how many claims one page of the list carries. Each page costs
 // the apiserver a fixed share besides its claims, growing with the claims

@@ -45,7 +45,7 @@ type Handlers struct {
 
 // NewHandlers builds the webhooks. Each review takes one path: the body read
 // once (read), one decode of the v1 AdmissionReview with the object typed and
-// trimmed to what the rules read (decode), the request checks
+// trimmed to what the rules read (decodeBody), the request checks
 // (checkRequest), then the webhook's judge — facts, rules, policy — and the
 // answer written once (writeAnswer). controller-runtime's webhook server
 // still serves them (TLS, certificate watcher, its request metrics); its
@@ -182,16 +182,16 @@ type reviewBody[T any] struct {
 // review once answered: the body's buffer, the decoder with its buffer and
 // scanner, the decoded review (nothing the judges keep points into it).
 type reviewState[T any] struct {
-	body   bytes.Buffer
-	limit  io.LimitedReader
-	in     bytes.Reader
-	dec    sigsjson.Decoder
-	ahead  int // bytes the decoder read past the last review: whitespace, skipped first
-	decode reviewBody[T]
-	req    review
-	ctx    reviewContext
-	answer []byte
-	reuse  bool // false once anything went wrong: a fresh state for the next review
+	body    bytes.Buffer
+	limit   io.LimitedReader
+	in      bytes.Reader
+	dec     sigsjson.Decoder
+	ahead   int // bytes the decoder read past the last review: whitespace, skipped first
+	decoded reviewBody[T]
+	req     review
+	ctx     reviewContext
+	answer  []byte
+	reuse   bool // false once anything went wrong: a fresh state for the next review
 }
 
 // maxReusedBody is the largest body whose buffers are kept for the next review.
@@ -210,9 +210,9 @@ func (h *handler[T]) release(s *reviewState[T]) {
 	if !s.reuse || s.body.Cap() > maxReusedBody {
 		return
 	}
-	user := s.decode.Request.UserInfo[:0] // its bytes, reused
-	s.decode = reviewBody[T]{}
-	s.decode.Request.UserInfo = user
+	user := s.decoded.Request.UserInfo[:0] // its bytes, reused
+	s.decoded = reviewBody[T]{}
+	s.decoded.Request.UserInfo = user
 	s.req, s.ctx = review{}, reviewContext{}
 	h.states.Put(s)
 }
@@ -294,7 +294,7 @@ func (s *reviewState[T]) read(r *http.Request) (int32, error) {
 // v1 alone, so anything else did not come from the apiserver.
 func (s *reviewState[T]) decodeBody() (*T, error) {
 	err := s.decodeOne()
-	d := &s.decode
+	d := &s.decoded
 	rr := &d.Request
 	s.req = review{UID: rr.UID, Kind: metav1.GroupVersionKind{Group: string(rr.Kind.Group), Version: string(rr.Kind.Version), Kind: string(rr.Kind.Kind)},
 		Name: rr.Name, Namespace: rr.Namespace, Operation: admissionv1.Operation(rr.Operation), user: rr.UserInfo}
@@ -310,7 +310,7 @@ func (s *reviewState[T]) decodeBody() (*T, error) {
 	return rr.Object, nil
 }
 
-// decodeOne decodes the body into s.decode with s.dec, which, as a stream
+// decodeOne decodes the body into s.decoded with s.dec, which, as a stream
 // decoder, reads ahead of the value it decodes: what it read past the last
 // body's value (whitespace, or the body is refused and s not reused) is
 // skipped before this one's.
@@ -318,7 +318,7 @@ func (s *reviewState[T]) decodeOne() error {
 	body := s.body.Bytes()
 	s.in.Reset(body)
 	before := s.dec.InputOffset()
-	if err := s.dec.Decode(&s.decode); err != nil {
+	if err := s.dec.Decode(&s.decoded); err != nil {
 		return err
 	}
 	end := int(s.dec.InputOffset()-before) - s.ahead // where the value ends in body

@@ -26,6 +26,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,6 +52,7 @@ type options struct {
 	claims           []int
 	fillWorkers      int
 	goBench          bool
+	memoryOnly       bool
 }
 
 // Results is bench/results.json.
@@ -103,7 +105,11 @@ func main() {
 	flag.StringVar(&claims, "claims", claims, "memory: claim counts to measure at, comma-separated")
 	flag.IntVar(&o.fillWorkers, "fill-workers", 32, "memory: concurrent creates when filling the cluster")
 	flag.BoolVar(&o.goBench, "go-bench", true, "run the handlers' Go benchmarks as well")
+	flag.BoolVar(&o.memoryOnly, "memory-only", false, "measure only memory and start to ready (no direct or apiserver load: the baseline is then taken at idle)")
 	flag.Parse()
+	if o.memoryOnly && !flagSet("out") {
+		o.out = "" // a partial run does not replace the committed results
+	}
 	for _, s := range strings.Split(claims, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil {
@@ -118,6 +124,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// flagSet reports whether the named flag was given.
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func logf(format string, args ...any) {
@@ -174,22 +187,24 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	res.Memory.Points = append(res.Memory.Points, idle)
 
-	// 1. direct.
-	res.Direct = DirectResults{Clients: o.clients, Seconds: o.duration.Seconds()}
-	logf("direct: null webhook, %d clients, %s", o.clients, o.duration)
-	res.Direct.Null = r.load(ctx, nullURL, o.clients, o.warmup, o.duration)
-	logf("direct: clonegate, %d clients, %s", o.clients, o.duration)
-	res.Direct.Clonegate = r.load(ctx, clonegateURL, o.clients, o.warmup, o.duration)
-	res.Direct.ThroughputOfNull = res.Direct.Clonegate.ReqPerSec / res.Direct.Null.ReqPerSec
+	if !o.memoryOnly {
+		// 1. direct.
+		res.Direct = DirectResults{Clients: o.clients, Seconds: o.duration.Seconds()}
+		logf("direct: null webhook, %d clients, %s", o.clients, o.duration)
+		res.Direct.Null = r.load(ctx, nullURL, o.clients, o.warmup, o.duration)
+		logf("direct: clonegate, %d clients, %s", o.clients, o.duration)
+		res.Direct.Clonegate = r.load(ctx, clonegateURL, o.clients, o.warmup, o.duration)
+		res.Direct.ThroughputOfNull = res.Direct.Clonegate.ReqPerSec / res.Direct.Null.ReqPerSec
 
-	// 2. apiserver.
-	logf("apiserver: %d rounds of %d clone and %d plain creates per mode (none, null, clonegate)", o.rounds, o.perRound, o.perRound)
-	reg, err := captureRegistrations(ctx, c, null.URL)
-	if err != nil {
-		return err
-	}
-	if res.APIServer, err = createRounds(ctx, c, reg, o.rounds, o.perRound); err != nil {
-		return fmt.Errorf("apiserver: %w", err)
+		// 2. apiserver.
+		logf("apiserver: %d rounds of %d clone and %d plain creates per mode (none, null, clonegate)", o.rounds, o.perRound, o.perRound)
+		reg, err := captureRegistrations(ctx, c, null.URL)
+		if err != nil {
+			return err
+		}
+		if res.APIServer, err = createRounds(ctx, c, reg, o.rounds, o.perRound); err != nil {
+			return fmt.Errorf("apiserver: %w", err)
+		}
 	}
 
 	// 3b. memory with many claims, per claim above a baseline taken now:
@@ -230,6 +245,12 @@ func run(ctx context.Context, o options) (err error) {
 			if res.Memory.Restarted, err = measure(ctx, server, r, clonegateURL, n); err != nil {
 				return fmt.Errorf("memory: %w", err)
 			}
+			// The fresh process's peak, while it listed the claims.
+			peak, err := server.PeakRSS()
+			if err != nil {
+				return fmt.Errorf("memory: %w", err)
+			}
+			p.StartPeakRSSMiB = mib(float64(peak))
 		}
 		res.Memory.Points = append(res.Memory.Points, p)
 	}
@@ -237,7 +258,7 @@ func run(ctx context.Context, o options) (err error) {
 	res.Memory.RSSBytesPerClaim, res.Memory.HeapLiveBytesPerClaim, res.Memory.ReadySeconds = last.RSSBytesPerClaim, last.HeapLiveBytesPerClaim, last.ReadySeconds
 
 	// 4. Go benchmarks.
-	if o.goBench {
+	if o.goBench && !o.memoryOnly {
 		logf("go benchmarks of the handlers")
 		if res.GoBench, err = goBenchmarks(ctx, o.root); err != nil {
 			return err
@@ -245,8 +266,14 @@ func run(ctx context.Context, o options) (err error) {
 	}
 
 	res.Targets = targets(res)
-	printTable(os.Stdout, res)
+	if o.memoryOnly {
+		res.Targets = slices.DeleteFunc(res.Targets, func(t Target) bool { return !isMemory(t) })
+	}
+	printTable(os.Stdout, res, !o.memoryOnly)
 	fmt.Printf("\n(bench took %s)\n", time.Since(started).Round(time.Second))
+	if o.out == "" {
+		return nil
+	}
 	return writeJSON(o.out, res)
 }
 
@@ -301,7 +328,12 @@ func targets(r Results) []Target {
 	}, memory...)
 }
 
-func printTable(out io.Writer, r Results) {
+// isMemory reports whether t is a memory or start-up target.
+func isMemory(t Target) bool {
+	return strings.Contains(t.Name, "RSS") || strings.HasPrefix(t.Name, "ready")
+}
+
+func printTable(out io.Writer, r Results, load bool) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	row := func(cols ...any) {
 		for _, c := range cols {
@@ -315,6 +347,42 @@ func printTable(out io.Writer, r Results) {
 		fmt.Fprintln(tw)
 	}
 	fmt.Fprintf(out, "\nclonegate bench — %s, %s\n", r.Machine, r.Date)
+	if load {
+		printLoad(out, tw, row, r)
+	}
+
+	m := r.Memory
+	fmt.Fprintf(out, "\n3. memory of clonegate serve (after two GCs)\n")
+	row("claims", "RSS MiB", "heap in use MiB", "live heap MiB", "RSS B/claim", "live heap B/claim", "ready s", "peak RSS MiB while starting")
+	for _, p := range m.Points {
+		row(p.Claims, p.RSSMiB, p.HeapInuseMiB, p.HeapLiveMiB, p.RSSBytesPerClaim, p.HeapLiveBytesPerClaim, p.ReadySeconds, p.StartPeakRSSMiB)
+	}
+	row(fmt.Sprintf("%d after load (baseline)", m.Baseline.Claims), m.Baseline.RSSMiB, m.Baseline.HeapInuseMiB, m.Baseline.HeapLiveMiB, "", "", "", "")
+	row(fmt.Sprintf("%d restarted", m.Restarted.Claims), m.Restarted.RSSMiB, m.Restarted.HeapInuseMiB, m.Restarted.HeapLiveMiB, "", "", "", "")
+	tw.Flush()
+
+	if len(r.GoBench) > 0 {
+		fmt.Fprintf(out, "\n4. handler benchmarks (package webhook)\n")
+		row("benchmark", "ns/op", "B/op", "allocs/op")
+		for _, b := range r.GoBench {
+			row(b.Name, b.NsPerOp, b.BytesPerOp, b.AllocsPerOp)
+		}
+		tw.Flush()
+	}
+
+	fmt.Fprintf(out, "\ntargets\n")
+	for _, t := range r.Targets {
+		verdict := "met"
+		if !t.Met {
+			verdict = "MISSED"
+		}
+		fmt.Fprintf(tw, "%s\t%.2f\t%s\t%s\t\n", t.Name, t.Value, t.Limit, verdict)
+	}
+	tw.Flush()
+}
+
+// printLoad prints the direct and apiserver figures.
+func printLoad(out io.Writer, tw *tabwriter.Writer, row func(...any), r Results) {
 	fmt.Fprintf(out, "\n1. direct: validating reviews of a clone, %d keep-alive clients, %.0fs, TLS 1.3, HTTP/1.1\n", r.Direct.Clients, r.Direct.Seconds)
 	row("webhook", "req/s", "p50 ms", "p99 ms", "requests", "errors")
 	for _, x := range []struct {
@@ -335,35 +403,6 @@ func printTable(out io.Writer, r Results) {
 	row("clonegate/none", a.Ratios["clone_p50_clonegate_over_none"], "", "", "", a.Ratios["plain_p50_clonegate_over_none"], "", "")
 	row("clonegate/null", a.Ratios["clone_p50_clonegate_over_null"], "", a.Ratios["restore_p50_clonegate_over_null"], "", a.Ratios["plain_p50_clonegate_over_null"], "", "")
 	row("restore/clone", "", "", a.Ratios["restore_p50_over_clone_p50_clonegate"], "", "", "", "")
-	tw.Flush()
-
-	m := r.Memory
-	fmt.Fprintf(out, "\n3. memory of clonegate serve (after two GCs)\n")
-	row("claims", "RSS MiB", "heap in use MiB", "live heap MiB", "RSS B/claim", "live heap B/claim", "ready s")
-	for _, p := range m.Points {
-		row(p.Claims, p.RSSMiB, p.HeapInuseMiB, p.HeapLiveMiB, p.RSSBytesPerClaim, p.HeapLiveBytesPerClaim, p.ReadySeconds)
-	}
-	row(fmt.Sprintf("%d after load (baseline)", m.Baseline.Claims), m.Baseline.RSSMiB, m.Baseline.HeapInuseMiB, m.Baseline.HeapLiveMiB, "", "", "")
-	row(fmt.Sprintf("%d restarted", m.Restarted.Claims), m.Restarted.RSSMiB, m.Restarted.HeapInuseMiB, m.Restarted.HeapLiveMiB, "", "", "")
-	tw.Flush()
-
-	if len(r.GoBench) > 0 {
-		fmt.Fprintf(out, "\n4. handler benchmarks (package webhook)\n")
-		row("benchmark", "ns/op", "B/op", "allocs/op")
-		for _, b := range r.GoBench {
-			row(b.Name, b.NsPerOp, b.BytesPerOp, b.AllocsPerOp)
-		}
-		tw.Flush()
-	}
-
-	fmt.Fprintf(out, "\ntargets\n")
-	for _, t := range r.Targets {
-		verdict := "met"
-		if !t.Met {
-			verdict = "MISSED"
-		}
-		fmt.Fprintf(tw, "%s\t%.2f\t%s\t%s\t\n", t.Name, t.Value, t.Limit, verdict)
-	}
 	tw.Flush()
 }
 

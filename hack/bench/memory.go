@@ -30,6 +30,7 @@ type MemoryPoint struct {
 	RSSBytesPerClaim      float64 `json:"rss_bytes_per_claim,omitempty"`
 	HeapLiveBytesPerClaim float64 `json:"heap_live_bytes_per_claim,omitempty"`
 	ReadySeconds          float64 `json:"ready_seconds,omitempty"`
+	StartPeakRSSMiB       float64 `json:"start_peak_rss_mib,omitempty"` // that fresh process's peak RSS
 	rss, inuse, l         float64
 }
 

@@ -240,7 +240,14 @@ func (s *Server) Stop() error {
 }
 
 // RSS is the resident set size of the process in bytes, from /proc.
-func (s *Server) RSS() (int64, error) {
+func (s *Server) RSS() (int64, error) { return s.status("VmRSS:") }
+
+// PeakRSS is the largest resident set size the process has had, in bytes:
+// what a memory limit must leave room for.
+func (s *Server) PeakRSS() (int64, error) { return s.status("VmHWM:") }
+
+// status reads a size in kB from /proc/<pid>/status.
+func (s *Server) status(field string) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.Cmd.Process.Pid))
 	if err != nil {
 		return 0, err
@@ -248,12 +255,12 @@ func (s *Server) RSS() (int64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), field); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			return kb << 10, err
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", s.Cmd.Process.Pid)
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, s.Cmd.Process.Pid)
 }
 
 // Exited is closed when the process ends.
