@@ -154,6 +154,8 @@ func TestCloneValidatorHandle(t *testing.T) {
 		Status:     corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound},
 	}
 	clone := &corev1.TypedLocalObjectReference{Kind: rules.KindClaim, Name: "src"}
+	classy := src.DeepCopy()
+	classy.Spec.StorageClassName = ptr("fast")
 	validator := func(f FactFinder, p *rules.Policy) http.Handler {
 		return NewHandlers(Config{Policy: p, Facts: f}).Validate
 	}
@@ -178,6 +180,21 @@ func TestCloneValidatorHandle(t *testing.T) {
 		wh:   validator(knownFacts{Complete: true}, &rules.Policy{}),
 		op:   admissionv1.Create, claim: pvc("1Gi", clone, nil),
 		allowed: true, warnings: 1,
+	}, {
+		name: "admits a clone its cache would deny when the apiserver says otherwise (a source recreated a moment ago)",
+		wh:   validator(staleFacts{cached: knownFacts{Complete: true, SourceClaim: deleting(classy)}, fresh: knownFacts{Complete: true, SourceClaim: classy}}, &rules.Policy{}),
+		op:   admissionv1.Create, claim: pvc("5Gi", clone, nil),
+		allowed: true, warnings: 1,
+	}, {
+		name: "denies on what the apiserver says when it confirms the cache",
+		wh:   validator(staleFacts{cached: knownFacts{Complete: true, SourceClaim: deleting(classy)}, fresh: knownFacts{Complete: true, SourceClaim: classy}}, &rules.Policy{}),
+		op:   admissionv1.Create, claim: pvc("1Gi", clone, nil),
+		code: http.StatusForbidden, causeFields: []string{"spec.resources.requests.storage"}, warnings: 1,
+	}, {
+		name: "fails closed when a denial cannot be confirmed",
+		wh:   validator(staleFacts{cached: knownFacts{Complete: true, SourceClaim: deleting(classy)}, freshErr: context.DeadlineExceeded}, &rules.Policy{}),
+		op:   admissionv1.Create, claim: pvc("5Gi", clone, nil),
+		code: http.StatusForbidden,
 	}, {
 		name: "fails closed when the source cannot be looked up",
 		wh:   validator(failingFacts{}, &rules.Policy{}),
@@ -236,6 +253,27 @@ func checkDenial(t *testing.T, resp *admissionv1.AdmissionResponse, code int32, 
 			t.Errorf("causes %+v lack field %s", resp.Result.Details, f)
 		}
 	}
+}
+
+// staleFacts answers from a cache (cached) and, asked past it, from the
+// apiserver (fresh): the two disagree when the cache is a moment behind.
+type staleFacts struct {
+	cached, fresh knownFacts
+	freshErr      error
+}
+
+func (s staleFacts) Facts(context.Context, string, *corev1.PersistentVolumeClaimSpec) (rules.Facts, error) {
+	return rules.Facts(s.cached), nil
+}
+
+func (s staleFacts) FreshFacts(context.Context, string, *corev1.PersistentVolumeClaimSpec) (rules.Facts, error) {
+	return rules.Facts(s.fresh), s.freshErr
+}
+
+func deleting(c *corev1.PersistentVolumeClaim) *corev1.PersistentVolumeClaim {
+	c = c.DeepCopy()
+	c.DeletionTimestamp = &metav1.Time{}
+	return c
 }
 
 type failingFacts struct{}

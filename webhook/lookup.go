@@ -45,7 +45,7 @@ type SourceLookup struct {
 	Cache client.Reader // informer-backed: volumes, storage classes
 	Live  client.Reader // the apiserver itself: cache misses and snapshots
 	// Claims answers claim lookups: a *ClaimIndex, which holds a cluster's
-	// many claims in far less memory than an informer cache.
+	// many claims in far less memory than an informer cache; nil reads them live.
 	Claims interface {
 		Claim(namespace, name string) (*corev1.PersistentVolumeClaim, bool)
 	}
@@ -85,7 +85,19 @@ func (l *SourceLookup) Facts(ctx context.Context, namespace string, spec *corev1
 	return facts, nil
 }
 
+// FreshFacts reads every fact from the apiserver, past the claim index and
+// the informers: a denial judged on cached facts is confirmed with it, so
+// that a cache a moment behind the apiserver (a watch gap, a content just
+// annotated, a source just recreated) never denies a claim.
+func (l *SourceLookup) FreshFacts(ctx context.Context, namespace string, spec *corev1.PersistentVolumeClaimSpec) (rules.Facts, error) {
+	live := &SourceLookup{Cache: l.Live, Live: l.Live, Mapper: l.Mapper}
+	return live.Facts(ctx, namespace, spec)
+}
+
 func (l *SourceLookup) claim(ctx context.Context, namespace, name string) (*corev1.PersistentVolumeClaim, error) {
+	if l.Claims == nil {
+		return getOrNil(ctx, l.Live, client.ObjectKey{Namespace: namespace, Name: name}, &corev1.PersistentVolumeClaim{})
+	}
 	if claim, ok := l.Claims.Claim(namespace, name); ok {
 		return claim, nil
 	}

@@ -10,6 +10,7 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -108,5 +109,51 @@ func TestUnreadableSecondaryFacts(t *testing.T) {
 	}).Build()
 	if _, err := (&SourceLookup{Cache: live, Live: live}).Facts(context.Background(), "ns", restore); err == nil {
 		t.Error("a snapshot that could not be read was judged; want the review to fail closed")
+	}
+}
+
+// staleIndex answers claim lookups with what it held a moment ago.
+type staleIndex map[string]*corev1.PersistentVolumeClaim
+
+func (s staleIndex) Claim(namespace, name string) (*corev1.PersistentVolumeClaim, bool) {
+	c, ok := s[namespace+"/"+name]
+	return c, ok
+}
+
+// FreshFacts reads past the claim index and the caches: what a denial is
+// confirmed with.
+func TestFreshFactsReadPastTheCaches(t *testing.T) {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{storagev1.AddToScheme, corev1.AddToScheme} {
+		if err := add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	source := func(size string, deleting bool) *corev1.PersistentVolumeClaim {
+		c := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "src"},
+			Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: new("fast"), Resources: corev1.VolumeResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)}}}}
+		if deleting {
+			c.DeletionTimestamp = &metav1.Time{}
+			c.Finalizers = []string{"kubernetes.io/pvc-protection"}
+		}
+		return c
+	}
+	class := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "fast"}, Provisioner: "fast.csi.example.com"}
+	// The index still holds the source being deleted; it has been recreated since.
+	l := &SourceLookup{
+		Claims: staleIndex{"ns/src": source("5Gi", true)},
+		Cache:  fake.NewClientBuilder().WithScheme(s).Build(),
+		Live:   fake.NewClientBuilder().WithScheme(s).WithObjects(source("1Gi", false), class).Build(),
+	}
+	spec := &corev1.PersistentVolumeClaimSpec{StorageClassName: new("fast"),
+		DataSource: &corev1.TypedLocalObjectReference{Kind: rules.KindClaim, Name: "src"}}
+	cached, err := l.Facts(context.Background(), "ns", spec)
+	if err != nil || cached.SourceClaim == nil || cached.SourceClaim.DeletionTimestamp == nil {
+		t.Fatalf("Facts = %+v, %v; want the index's source, being deleted", cached.SourceClaim, err)
+	}
+	fresh, err := l.FreshFacts(context.Background(), "ns", spec)
+	if err != nil || fresh.SourceClaim == nil || fresh.SourceClaim.DeletionTimestamp != nil || fresh.Class == nil {
+		t.Fatalf("FreshFacts = %+v (class %v), %v; want the recreated source and its class, read live", fresh.SourceClaim, fresh.Class, err)
 	}
 }

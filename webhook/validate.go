@@ -15,6 +15,15 @@ type FactFinder interface {
 	Facts(ctx context.Context, namespace string, spec *corev1.PersistentVolumeClaimSpec) (rules.Facts, error)
 }
 
+// FreshFactFinder is a FactFinder that answers from caches and can also read
+// every fact from the apiserver: a denial is made only on what the apiserver
+// says now, never on a cache a moment behind it (a watch gap, a content
+// annotated or a source recreated just before the claim).
+type FreshFactFinder interface {
+	FactFinder
+	FreshFacts(ctx context.Context, namespace string, spec *corev1.PersistentVolumeClaimSpec) (rules.Facts, error)
+}
+
 // CloneValidator is the validating webhook: it judges a new claim against its
 // source. It never blocks UPDATE or DELETE: a claim whose source is gone must
 // still be labelled, resized and released from its finalizers.
@@ -72,6 +81,12 @@ func (v *CloneValidator) ValidateCreate(ctx context.Context, claim *corev1.Persi
 		return nil, fmt.Errorf("clonegate could not look up the data source, try again: %w", err)
 	}
 	verdict := v.Policy.Judge(claim.Namespace, rules.ValidateSource(claim.Namespace, &claim.Spec, facts))
+	if fresh, ok := v.Facts.(FreshFactFinder); ok && len(verdict.Denials) > 0 {
+		if facts, err = fresh.FreshFacts(ctx, claim.Namespace, &claim.Spec); err != nil {
+			return nil, fmt.Errorf("clonegate could not look up the data source, try again: %w", err)
+		}
+		verdict = v.Policy.Judge(claim.Namespace, rules.ValidateSource(claim.Namespace, &claim.Spec, facts))
+	}
 	v.Metrics.observe(ctx, "validate", verdict)
 	if len(verdict.Denials) > 0 {
 		return verdict.Warnings, denial(claim, verdict.Denials)

@@ -58,9 +58,37 @@ func (j *TemplateJudge) judge(ctx context.Context, resource schema.GroupResource
 		templates = templates[:MaxTemplatesPerReview]
 	}
 	grant := grantOf(ctx, j.Policy, j.Grants, ns)
+	findings, cut, err := j.judgeTemplates(ctx, ns, templates, grant, j.Facts.Facts)
+	if err != nil {
+		return nil, err
+	}
+	verdict := j.Policy.Judge(ns, findings)
+	// A denial is confirmed on facts read from the apiserver, as for a claim;
+	// if the review's budget cannot pay for that, the cached verdict stands.
+	if fresh, ok := j.Facts.(FreshFactFinder); ok && len(verdict.Denials) > 0 {
+		if f, freshCut, err := j.judgeTemplates(ctx, ns, templates, grant, fresh.FreshFacts); err == nil && freshCut == "" {
+			verdict = j.Policy.Judge(ns, f)
+		}
+	}
+	if cut != "" {
+		notJudged = append(notJudged, cut)
+	}
+	j.Metrics.observe(ctx, j.Name, verdict)
+	// First: the apiserver keeps only the first 4 KiB of a response's warnings.
+	warnings := append(admission.Warnings(notJudged), verdict.Warnings...)
+	if len(verdict.Denials) > 0 {
+		return warnings, forbidden(resource, meta.Name, verdict.Denials)
+	}
+	return warnings, nil
+}
+
+// judgeTemplates runs the claim rules over each template, looking facts up
+// once per source and class. cut says which templates were not judged when
+// the review ran out of lookups or time.
+func (j *TemplateJudge) judgeTemplates(ctx context.Context, ns string, templates []rules.Template, grant rules.Grant,
+	factsOf func(context.Context, string, *corev1.PersistentVolumeClaimSpec) (rules.Facts, error)) (findings []rules.Finding, cut string, err error) {
 	var knownBuf [2]templateFacts
-	known := knownBuf[:0] // one lookup per source and class: templates are few, a slice will do
-	var findings []rules.Finding
+	known := knownBuf[:0] // templates are few: a slice will do
 	for i, t := range templates {
 		f, err := rules.ValidateTemplate(ns, t, j.Policy.Groups(), grant, func(spec *corev1.PersistentVolumeClaimSpec) (rules.Facts, error) {
 			key := factsKeyOf(ns, spec)
@@ -69,7 +97,7 @@ func (j *TemplateJudge) judge(ctx context.Context, resource schema.GroupResource
 					return k.facts, nil
 				}
 			}
-			fs, err := j.Facts.Facts(ctx, ns, spec)
+			fs, err := factsOf(ctx, ns, spec)
 			if err == nil {
 				known = append(known, templateFacts{key, fs})
 			}
@@ -80,24 +108,16 @@ func (j *TemplateJudge) judge(ctx context.Context, resource schema.GroupResource
 			if !errors.Is(err, ErrReadBudget) {
 				why = "the review ran out of time"
 			}
-			notJudged = append(notJudged, fmt.Sprintf("%s and the %d claim templates after it were not judged: %s; their claims are judged when they are created",
-				t.Path, len(templates)-i-1, why))
-			break
+			return findings, fmt.Sprintf("%s and the %d claim templates after it were not judged: %s; their claims are judged when they are created",
+				t.Path, len(templates)-i-1, why), nil
 		}
 		if err != nil {
 			// Fail closed, as for a claim: the server answers, so this is a lookup error.
-			return nil, fmt.Errorf("clonegate could not look up the data source of %s, try again: %w", t.Path, err)
+			return nil, "", fmt.Errorf("clonegate could not look up the data source of %s, try again: %w", t.Path, err)
 		}
 		findings = append(findings, f...)
 	}
-	verdict := j.Policy.Judge(ns, findings)
-	j.Metrics.observe(ctx, j.Name, verdict)
-	// First: the apiserver keeps only the first 4 KiB of a response's warnings.
-	warnings := append(admission.Warnings(notJudged), verdict.Warnings...)
-	if len(verdict.Denials) > 0 {
-		return warnings, forbidden(resource, meta.Name, verdict.Denials)
-	}
-	return warnings, nil
+	return findings, "", nil
 }
 
 // factsKey names what a template's facts depend on: its source and class.

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -147,5 +148,22 @@ func TestWorkloadValidatorsWarnAndSkipExemptNamespaces(t *testing.T) {
 	sts.Namespace = "legacy"
 	if warnings, err := exempt.ValidateCreate(context.Background(), sts); err != nil || warnings != nil {
 		t.Errorf("exempt namespace: warnings %v, error %v; want neither", warnings, err)
+	}
+}
+
+// A workload denied on cached facts is judged again on the apiserver's.
+func TestWorkloadDenialsConfirmedLive(t *testing.T) {
+	fresh := workloadFacts()
+	cached := workloadFacts()
+	cached.SourceClaim = deleting(cached.SourceClaim)
+	sts := statefulSet(templateSpec("5Gi", cloneOfSrc))
+	sts.Namespace = "apps"
+	v := &StatefulSetValidator{TemplateJudge{Policy: &rules.Policy{}, Facts: staleFacts{cached: cached, fresh: fresh}}}
+	if warnings, err := v.ValidateCreate(context.Background(), sts); err != nil || warnings != nil {
+		t.Errorf("a source the cache holds as being deleted, recreated since: warnings %v, error %v; want it admitted", warnings, err)
+	}
+	v = &StatefulSetValidator{TemplateJudge{Policy: &rules.Policy{}, Facts: staleFacts{cached: cached, fresh: cached}}}
+	if _, err := v.ValidateCreate(context.Background(), sts); err == nil || !strings.Contains(err.Error(), "is being deleted") {
+		t.Errorf("a source being deleted, confirmed live: error %v; want the denial", err)
 	}
 }

@@ -52,10 +52,18 @@ func TestSourcesFromInformers(t *testing.T) {
 	before := sourceReads(t, e)
 	for i := range 5 {
 		expect(t, create(restoreYAML(fmt.Sprintf("r%d", i), "ready", "5Gi")), 0, "created", "!Warning")
-		expect(t, create(restoreYAML(fmt.Sprintf("small%d", i), "ready", "4Gi")), 1, validateDenied, "must be at least 5Gi")
 	}
 	if got := sourceReads(t, e) - before; got != 0 {
-		t.Errorf("10 restore reviews of a cached snapshot cost %d apiserver reads; want 0", got)
+		t.Errorf("5 restore reviews of a cached snapshot cost %d apiserver reads; want 0", got)
+	}
+	// A denial is confirmed on what the apiserver says now: the snapshot and
+	// its content, read once each, and only for a denial.
+	before = sourceReads(t, e)
+	for i := range 5 {
+		expect(t, create(restoreYAML(fmt.Sprintf("small%d", i), "ready", "4Gi")), 1, validateDenied, "must be at least 5Gi")
+	}
+	if got := sourceReads(t, e) - before; got != 10 {
+		t.Errorf("5 denied restores cost %d apiserver reads; want 10 (the snapshot and its content, each confirmed once)", got)
 	}
 	// A snapshot created a moment ago is found, live.
 	e.snapshot(t, ns, "fresh", true, "5Gi", "fast.csi.example.com", false)

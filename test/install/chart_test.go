@@ -270,11 +270,22 @@ func TestChartDryRunAndInstall(t *testing.T) {
 			return kubectl(t, c, "-n", "clonegate-system", "get", "deployment/clonegate", "-o", `jsonpath={.spec.template.metadata.annotations.checksum/policy}`).Stdout
 		}
 		before := checksum()
+		// clonegate injects its CA into both configurations (self mode);
+		// an upgrade must leave it there, or every review fails until the
+		// next injection.
+		for _, cfg := range []string{"mutatingwebhookconfiguration/clonegate-mutating", "validatingwebhookconfiguration/clonegate-validating"} {
+			kubectl(t, c, "patch", cfg, "--type=json", "-p", `[{"op":"add","path":"/webhooks/0/clientConfig/caBundle","value":"`+injectedCA+`"}]`)
+		}
 		if out, err := helm("upgrade", "clonegate", chartDir(), "-n", "clonegate-system", kc, "--set", "policy.rules.clone-capacity=deny"); err != nil {
 			t.Fatalf("helm upgrade: %v\n%s", err, out)
 		}
 		if after := checksum(); after == before || after == "" {
 			t.Errorf("a new policy left the pod template as it was (checksum %q → %q): the pods would not load it", before, after)
+		}
+		for _, cfg := range []string{"mutatingwebhookconfiguration/clonegate-mutating", "validatingwebhookconfiguration/clonegate-validating"} {
+			if got := kubectl(t, c, "get", cfg, "-o", "jsonpath={.webhooks[0].clientConfig.caBundle}").Stdout; got != injectedCA {
+				t.Errorf("helm upgrade changed the injected caBundle of %s to %q", cfg, got)
+			}
 		}
 		policy := kubectl(t, c, "-n", "clonegate-system", "get", "configmap/clonegate-policy", "-o", `jsonpath={.data.policy\.yaml}`).Stdout
 		if p, err := rules.ParsePolicy([]byte(policy)); err != nil || p.Action(rules.RuleCloneCapacity) != rules.Deny {
@@ -288,6 +299,9 @@ func TestChartDryRunAndInstall(t *testing.T) {
 		}
 	})
 }
+
+// injectedCA stands for the CA clonegate injects (any base64 is accepted).
+const injectedCA = "aW5qZWN0ZWQgQ0E="
 
 func chartDir() string   { return filepath.Join(root, "charts", "clonegate") }
 func kubectlBin() string { return filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl") }
