@@ -163,7 +163,7 @@ deploy: ## Install clonegate with image $(IMG) into the current kubectl context 
 	kubectl kustomize config/default | sed 's|image: clonegate:dev|image: $(IMG)|' | kubectl apply -f -
 
 FUZZTIME ?= 30s
-FUZZ_TARGETS := FuzzReview FuzzClaim
+FUZZ_TARGETS := FuzzReview FuzzClaim FuzzSkimClaimList
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target over the webhook handlers for FUZZTIME (default 30s); a failure is written to webhook/testdata/fuzz.

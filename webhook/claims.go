@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"runtime/debug"
@@ -21,8 +22,9 @@ import (
 // few fields a clone's rules read about its source, and kept current by a
 // list+watch. A cluster has many claims and clonegate reads one per review:
 // an informer cache of full objects (even trimmed ones, a few hundred bytes
-// of struct and two maps each) costs about 1.5 KB a claim; this costs a
-// tenth of that, and a lookup is a map read with no deep copy.
+// of struct and two maps each) costs about 1.5 KB a claim; this costs under
+// a tenth of that (a claim's name and 24 bytes), and a lookup is a map read
+// with no deep copy.
 type ClaimIndex struct {
 	mu     sync.RWMutex
 	byNS   map[string]map[string]claimFacts // namespace → name → facts
@@ -216,28 +218,21 @@ func (x *ClaimIndex) intern(s string) string {
 	return x.strs.get(s, func() string { return s })
 }
 
-func storage(l corev1.ResourceList) *resource.Quantity {
-	if q, ok := l[corev1.ResourceStorage]; ok {
-		return &q
-	}
-	return nil
-}
-
 var (
 	filesystem = corev1.PersistentVolumeFilesystem
 	block      = corev1.PersistentVolumeBlock
 )
 
 // facts reduces a claim to what the rules read. Call with poolMu held.
-func (x *ClaimIndex) facts(c *corev1.PersistentVolumeClaim) claimFacts {
+func (x *ClaimIndex) facts(c *listedClaim) claimFacts {
 	s := &claimShape{
-		class:    c.Spec.StorageClassName,
-		request:  storage(c.Spec.Resources.Requests),
-		capacity: storage(c.Status.Capacity),
-		deletion: c.DeletionTimestamp,
-		phase:    c.Status.Phase,
+		class:    c.class,
+		request:  c.request,
+		capacity: c.capacity,
+		deletion: c.deletion,
+		phase:    c.phase,
 	}
-	switch m := c.Spec.VolumeMode; {
+	switch m := c.mode; {
 	case m == nil:
 	case *m == filesystem:
 		s.mode = &filesystem
@@ -247,13 +242,13 @@ func (x *ClaimIndex) facts(c *corev1.PersistentVolumeClaim) claimFacts {
 		s.mode = m
 	}
 	if s.deletion != nil {
-		return claimFacts{c.Spec.VolumeName, s} // rare, and never alike
+		return claimFacts{c.volumeName, s} // rare, and never alike
 	}
 	k := s.key()
 	if e := x.shapes[k]; e != nil && (!sameQuantity(e.v.request, s.request) || !sameQuantity(e.v.capacity, s.capacity)) {
-		return claimFacts{c.Spec.VolumeName, s} // printed alike, not the same: do not share
+		return claimFacts{c.volumeName, s} // printed alike, not the same: do not share
 	}
-	return claimFacts{c.Spec.VolumeName, x.shapes.get(k, func() *claimShape { return s })}
+	return claimFacts{c.volumeName, x.shapes.get(k, func() *claimShape { return s })}
 }
 
 // release gives back what facts took from the pool.
@@ -273,21 +268,21 @@ func (x *ClaimIndex) releaseAll(byNS map[string]map[string]claimFacts) {
 	}
 }
 
-func (x *ClaimIndex) set(c *corev1.PersistentVolumeClaim) {
+func (x *ClaimIndex) set(c *listedClaim) {
 	x.poolMu.Lock()
 	defer x.poolMu.Unlock()
 	f := x.facts(c)
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	m := x.byNS[c.Namespace]
+	m := x.byNS[c.namespace]
 	if m == nil {
 		m = map[string]claimFacts{}
-		x.byNS[x.intern(c.Namespace)] = m
+		x.byNS[x.intern(c.namespace)] = m
 	}
-	if old, ok := m[c.Name]; ok {
+	if old, ok := m[c.name]; ok {
 		x.release(old)
 	}
-	m[c.Name] = f
+	m[c.name] = f
 }
 
 func (x *ClaimIndex) remove(namespace, name string) {
@@ -308,22 +303,22 @@ func (x *ClaimIndex) remove(namespace, name string) {
 }
 
 // add adds a claim to byNS, a list being staged. Call with poolMu held.
-func (x *ClaimIndex) add(byNS map[string]map[string]claimFacts, c *corev1.PersistentVolumeClaim) {
-	m := byNS[c.Namespace]
+func (x *ClaimIndex) add(byNS map[string]map[string]claimFacts, c *listedClaim) {
+	m := byNS[c.namespace]
 	if m == nil {
 		m = map[string]claimFacts{}
-		byNS[x.intern(c.Namespace)] = m
+		byNS[x.intern(c.namespace)] = m
 	}
-	if old, ok := m[c.Name]; ok {
+	if old, ok := m[c.name]; ok {
 		x.release(old)
 	}
-	m[c.Name] = x.facts(c)
+	m[c.name] = x.facts(c)
 }
 
 func ptrTo[T any](v T) *T { return &v }
 
-// claimListWatch lists claims a page at a time, reducing each page to
-// claimFacts as it arrives, and hands the reflector an empty list with the
+// claimListWatch lists claims a page at a time, skimming each page for the
+// fields kept (skimClaimList) as it arrives, and hands the reflector an empty list with the
 // resourceVersion to watch from; Replace then swaps in what was staged. A
 // reflector's own list (or watch-list stream) would hold every full claim
 // in memory at once: hundreds of megabytes at 50k claims, which the Go
@@ -356,15 +351,15 @@ func (lw *claimListWatch) List(opts metav1.ListOptions) (runtime.Object, error) 
 	ctx, cancel := context.WithCancel(lw.ctx)
 	defer cancel()
 	go lw.fetch(ctx, opts, pages)
-	var page *corev1.PersistentVolumeClaimList
+	var page *claimPage
 	for p := range pages {
 		if p.err != nil {
 			lw.x.releaseAll(byNS)
 			return nil, p.err
 		}
-		page = p.list
-		for i := range page.Items {
-			lw.x.add(byNS, &page.Items[i])
+		page = &p.page
+		for i := range page.claims {
+			lw.x.add(byNS, &page.claims[i])
 		}
 	}
 	if page == nil {
@@ -373,22 +368,23 @@ func (lw *claimListWatch) List(opts metav1.ListOptions) (runtime.Object, error) 
 	lw.x.mu.Lock()
 	lw.x.staged = byNS
 	lw.x.mu.Unlock()
-	return &corev1.PersistentVolumeClaimList{ListMeta: metav1.ListMeta{ResourceVersion: page.ResourceVersion}}, nil
+	return &corev1.PersistentVolumeClaimList{ListMeta: metav1.ListMeta{ResourceVersion: page.resourceVersion}}, nil
 }
 
 // listGCPercent is the GOGC of a list. It sets the peak RSS of a start: at
-// 200k claims, about 120 MiB at 100 against 230 MiB at 400, for 0.4 s more
-// CPU; at 50, 100 MiB for 0.9 s more.
+// 200k claims, about 80 MiB at 100 against 125 MiB at 400, for 0.2 s more
+// CPU.
 const listGCPercent = 100
 
 // listPage is how many claims one page of the list carries. Each page costs
-// the apiserver a fixed share besides its claims, growing with the claims
-// left to list: at 200k claims, pages of 2,000 took 4.5 to 6 s, pages of
-// 5,000 under 3 s; larger pages gained little and left more RSS behind.
-const listPage = 5000
+// the apiserver a share that grows with the claims left to list: at 200k
+// claims, pages of 2,000 took 4.5 to 6 s, of 5,000 about 3 s, of 10,000
+// under 2 s. A skimmed page holds only the raw body and the fields kept,
+// so larger pages cost little memory.
+const listPage = 10000
 
 type pageOrError struct {
-	list *corev1.PersistentVolumeClaimList
+	page claimPage
 	err  error
 }
 
@@ -396,18 +392,35 @@ type pageOrError struct {
 func (lw *claimListWatch) fetch(ctx context.Context, opts metav1.ListOptions, pages chan<- pageOrError) {
 	defer close(pages)
 	for {
-		page := &corev1.PersistentVolumeClaimList{}
-		err := lw.rc.Get().Resource("persistentvolumeclaims").VersionedParams(&opts, metav1.ParameterCodec).Do(ctx).Into(page)
+		page, err := lw.page(ctx, opts)
 		select {
 		case pages <- pageOrError{page, err}:
 		case <-ctx.Done():
 			return
 		}
-		if err != nil || page.Continue == "" {
+		if err != nil || page.continue_ == "" {
 			return
 		}
-		opts.Continue = page.Continue
+		opts.Continue = page.continue_
 	}
+}
+
+// page reads one page of claims: skimmed when it comes in protobuf, as the
+// apiserver sends core objects; decoded whole otherwise.
+func (lw *claimListWatch) page(ctx context.Context, opts metav1.ListOptions) (claimPage, error) {
+	res := lw.rc.Get().Resource("persistentvolumeclaims").VersionedParams(&opts, metav1.ParameterCodec).Do(ctx)
+	body, err := res.Raw()
+	if err != nil {
+		return claimPage{}, err
+	}
+	if bytes.HasPrefix(body, protobufPrefix) {
+		return skimClaimList(body)
+	}
+	var l corev1.PersistentVolumeClaimList
+	if err := res.Into(&l); err != nil {
+		return claimPage{}, err
+	}
+	return pageOf(&l), nil
 }
 
 func (lw *claimListWatch) Watch(opts metav1.ListOptions) (watch.Interface, error) {
@@ -439,7 +452,8 @@ func (s claimStore) Add(obj any) error {
 	if err != nil {
 		return err
 	}
-	s.x.set(c)
+	l := listed(c)
+	s.x.set(&l)
 	s.Bookmark(c.ResourceVersion)
 	return nil
 }
@@ -473,7 +487,8 @@ func (s claimStore) Replace(items []any, rv string) error {
 		if err != nil {
 			return err
 		}
-		s.x.add(byNS, c)
+		l := listed(c)
+		s.x.add(byNS, &l)
 	}
 	s.x.mu.Lock()
 	old := s.x.byNS
