@@ -199,6 +199,9 @@ func TestUserInfoDecodedForGrants(t *testing.T) {
 // Every webhook's review, as the benchmarks send it, stays within 30
 // allocations (the benchmarks say how many exactly).
 func TestReviewAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector drops pooled states: allocation counts differ")
+	}
 	for _, r := range benchReviews {
 		h, body, wantPatch := r.setup(t)
 		serve := benchServer(t, h, body, wantPatch)
