@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -10,11 +11,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -29,33 +31,63 @@ const probePrefix = "probe-"
 // its uid with allowed: true. It does nothing else (bar denying probes by
 // request name, a string compare), so any webhook costs at least this much.
 type nullWebhook struct {
-	URL      string // https://127.0.0.1:port
-	srv      *http.Server
-	Requests atomic.Int64
+	URL string // https://127.0.0.1:port
+	cmd *exec.Cmd
 }
 
+// startNullWebhook runs the null webhook as a process of its own (this
+// binary, with -serve-null), as clonegate is one: served from inside the
+// load generator's process, it would answer without the cross-process
+// wake-ups every real webhook pays, and the floor would be set too low.
 func startNullWebhook(certDir string) (*nullWebhook, error) {
-	cert, err := tls.LoadX509KeyPair(filepath.Join(certDir, "tls.crt"), filepath.Join(certDir, "tls.key"))
+	self, err := os.Executable()
 	if err != nil {
 		return nil, err
+	}
+	cmd := exec.Command(self, "-serve-null", certDir)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	url, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("the null webhook did not start: %w", err)
+	}
+	return &nullWebhook{URL: strings.TrimSpace(url), cmd: cmd}, nil
+}
+
+func (n *nullWebhook) Close() {
+	_ = n.cmd.Process.Kill()
+	_ = n.cmd.Wait()
+}
+
+// serveNull is the null webhook's process: it prints its URL, then answers
+// until killed.
+func serveNull(certDir string) error {
+	cert, err := tls.LoadX509KeyPair(filepath.Join(certDir, "tls.crt"), filepath.Join(certDir, "tls.key"))
+	if err != nil {
+		return err
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, err
+		return err
 	}
-	n := &nullWebhook{URL: "https://" + l.Addr().String()}
-	n.srv = &http.Server{
-		Handler: http.HandlerFunc(n.serve),
+	srv := &http.Server{
+		Handler: http.HandlerFunc(serveNullReview),
 		// The same TLS settings clonegate serves with: TLS 1.3, HTTP/1.1 only.
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13, NextProtos: []string{"http/1.1"}},
 		ReadHeaderTimeout: 10 * time.Second,
 	}
-	go func() { _ = n.srv.ServeTLS(l, "", "") }()
-	return n, nil
+	fmt.Println("https://" + l.Addr().String())
+	return srv.ServeTLS(l, "", "")
 }
 
-func (n *nullWebhook) serve(w http.ResponseWriter, r *http.Request) {
-	n.Requests.Add(1)
+func serveNullReview(w http.ResponseWriter, r *http.Request) {
 	var review admissionv1.AdmissionReview
 	if err := json.NewDecoder(r.Body).Decode(&review); err != nil || review.Request == nil {
 		http.Error(w, "not an AdmissionReview", http.StatusBadRequest)
@@ -69,8 +101,6 @@ func (n *nullWebhook) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: resp})
 }
-
-func (n *nullWebhook) Close() { _ = n.srv.Close() }
 
 // reviewer posts AdmissionReviews over HTTPS keep-alive, as the apiserver does.
 type reviewer struct {
@@ -142,63 +172,92 @@ type DirectResult struct {
 	FirstErr  string  `json:"first_error,omitempty"`
 }
 
-// load runs clients concurrent keep-alive clients against url for d (after
-// a warm-up that is not counted).
-func (r *reviewer) load(ctx context.Context, url string, clients int, warmup, d time.Duration) DirectResult {
-	run := func(d time.Duration, record bool) DirectResult {
-		var (
-			wg       sync.WaitGroup
-			mu       sync.Mutex
-			all      []time.Duration
-			errs     int
-			firstErr string
-		)
-		start := time.Now()
-		deadline := start.Add(d)
-		for w := range clients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				lat := make([]time.Duration, 0, 1<<16)
-				var buf bytes.Buffer
-				nerr, ferr := 0, ""
-				for seq := 0; time.Now().Before(deadline) && ctx.Err() == nil; seq++ {
-					t := time.Now()
-					err := r.post(url, w, seq, &buf)
-					lat = append(lat, time.Since(t))
-					if err != nil {
-						nerr++
-						if ferr == "" {
-							ferr = err.Error()
-						}
+// slice is what one target answered in one stretch of load.
+type slice struct {
+	lat      []time.Duration
+	elapsed  time.Duration
+	errs     int
+	firstErr string
+}
+
+// run keeps clients concurrent keep-alive clients posting to url for d.
+func (r *reviewer) run(ctx context.Context, url string, clients int, d time.Duration) slice {
+	var (
+		wg  sync.WaitGroup
+		mu  sync.Mutex
+		out slice
+	)
+	start := time.Now()
+	deadline := start.Add(d)
+	for w := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lat := make([]time.Duration, 0, 1<<14)
+			var buf bytes.Buffer
+			nerr, ferr := 0, ""
+			for seq := 0; time.Now().Before(deadline) && ctx.Err() == nil; seq++ {
+				t := time.Now()
+				err := r.post(url, w, seq, &buf)
+				lat = append(lat, time.Since(t))
+				if err != nil {
+					nerr++
+					if ferr == "" {
+						ferr = err.Error()
 					}
 				}
-				mu.Lock()
-				all = append(all, lat...)
-				errs += nerr
-				if firstErr == "" {
-					firstErr = ferr
-				}
-				mu.Unlock()
-			}()
-		}
-		wg.Wait()
-		elapsed := time.Since(start)
-		if !record {
-			return DirectResult{}
-		}
-		slices.Sort(all)
-		return DirectResult{
-			Requests:  len(all),
-			Errors:    errs,
-			ReqPerSec: float64(len(all)) / elapsed.Seconds(),
-			P50Ms:     ms(percentile(all, 0.50)),
-			P99Ms:     ms(percentile(all, 0.99)),
-			FirstErr:  firstErr,
+			}
+			mu.Lock()
+			out.lat = append(out.lat, lat...)
+			out.errs += nerr
+			if out.firstErr == "" {
+				out.firstErr = ferr
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	out.elapsed = time.Since(start)
+	return out
+}
+
+// directSlices is how many alternating stretches the direct measurement is
+// cut into: the targets take turns, so that a change in the shared
+// machine's load falls on each alike rather than on whichever ran second.
+const directSlices = 10
+
+// load measures each url under clients concurrent keep-alive clients for d
+// in all, after a warm-up that is not counted; the urls take turns in
+// directSlices stretches.
+func (r *reviewer) load(ctx context.Context, urls []string, clients int, warmup, d time.Duration) []DirectResult {
+	for _, url := range urls {
+		r.run(ctx, url, clients, warmup)
+	}
+	all := make([]slice, len(urls))
+	for range directSlices {
+		for i, url := range urls {
+			s := r.run(ctx, url, clients, d/directSlices)
+			all[i].lat = append(all[i].lat, s.lat...)
+			all[i].elapsed += s.elapsed
+			all[i].errs += s.errs
+			if all[i].firstErr == "" {
+				all[i].firstErr = s.firstErr
+			}
 		}
 	}
-	run(warmup, false)
-	return run(d, true)
+	out := make([]DirectResult, len(urls))
+	for i, s := range all {
+		slices.Sort(s.lat)
+		out[i] = DirectResult{
+			Requests:  len(s.lat),
+			Errors:    s.errs,
+			ReqPerSec: float64(len(s.lat)) / s.elapsed.Seconds(),
+			P50Ms:     ms(percentile(s.lat, 0.50)),
+			P99Ms:     ms(percentile(s.lat, 0.99)),
+			FirstErr:  s.firstErr,
+		}
+	}
+	return out
 }
 
 // percentile of sorted durations (nearest rank).

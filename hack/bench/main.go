@@ -106,7 +106,12 @@ func main() {
 	flag.IntVar(&o.fillWorkers, "fill-workers", 32, "memory: concurrent creates when filling the cluster")
 	flag.BoolVar(&o.goBench, "go-bench", true, "run the handlers' Go benchmarks as well")
 	flag.BoolVar(&o.memoryOnly, "memory-only", false, "measure only memory and start to ready (no direct or apiserver load: the baseline is then taken at idle)")
+	serveNullCerts := flag.String("serve-null", "", "internal: serve the null webhook with the certificate in this directory")
 	flag.Parse()
+	if *serveNullCerts != "" {
+		fmt.Fprintln(os.Stderr, "bench: null webhook:", serveNull(*serveNullCerts))
+		os.Exit(1)
+	}
 	if o.memoryOnly && !flagSet("out") {
 		o.out = "" // a partial run does not replace the committed results
 	}
@@ -190,10 +195,9 @@ func run(ctx context.Context, o options) (err error) {
 	if !o.memoryOnly {
 		// 1. direct.
 		res.Direct = DirectResults{Clients: o.clients, Seconds: o.duration.Seconds()}
-		logf("direct: null webhook, %d clients, %s", o.clients, o.duration)
-		res.Direct.Null = r.load(ctx, nullURL, o.clients, o.warmup, o.duration)
-		logf("direct: clonegate, %d clients, %s", o.clients, o.duration)
-		res.Direct.Clonegate = r.load(ctx, clonegateURL, o.clients, o.warmup, o.duration)
+		logf("direct: the null webhook and clonegate, %d clients, %s each in %d alternating stretches", o.clients, o.duration, directSlices)
+		direct := r.load(ctx, []string{nullURL, clonegateURL}, o.clients, o.warmup, o.duration)
+		res.Direct.Null, res.Direct.Clonegate = direct[0], direct[1]
 		res.Direct.ThroughputOfNull = res.Direct.Clonegate.ReqPerSec / res.Direct.Null.ReqPerSec
 
 		// 2. apiserver.
