@@ -166,7 +166,7 @@ FUZZTIME ?= 30s
 FUZZ_TARGETS := FuzzReview FuzzClaim FuzzSkimClaimList
 
 .PHONY: fuzz
-fuzz: ## Run each fuzz target over the webhook handlers for FUZZTIME (default 30s); a failure is written to webhook/testdata/fuzz.
+fuzz: ## Run each fuzz target (the webhook handlers, the claim list skim) for FUZZTIME (default 30s); a failure is written to webhook/testdata/fuzz.
 	@for t in $(FUZZ_TARGETS); do \
 		echo ">> $$t for $(FUZZTIME)"; \
 		go test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./webhook/ || exit 1; \
