@@ -189,7 +189,8 @@ vuln: ## govulncheck (pinned); says SKIPPED, and passes, only when the vulnerabi
 
 .PHONY: lint
 lint: ## gofmt and go vet.
-	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt: files above need formatting" && exit 1)
+	@# Not tee /dev/stderr: reopening stderr truncates a log file it is redirected to.
+	@files="$$(gofmt -l .)"; test -z "$$files" || { echo "$$files"; echo "gofmt: files above need formatting"; exit 1; } >&2
 	go vet ./...
 
 .PHONY: help
