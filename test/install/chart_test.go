@@ -189,6 +189,11 @@ func TestChartRefusesBadValues(t *testing.T) {
 		})
 	}
 
+	// An umbrella chart passes its globals to every subchart: not a mistake.
+	if out, err := helm("template", "clonegate", chartDir(), "--set", "global.imageRegistry=registry.example.com"); err != nil {
+		t.Errorf("helm template with a global value: %v\n%s", err, out)
+	}
+
 	// The schema knows exactly the rules clonegate has.
 	data, err := os.ReadFile(filepath.Join(chartDir(), "values.schema.json"))
 	if err != nil {
