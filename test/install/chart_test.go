@@ -303,6 +303,20 @@ func TestChartDryRunAndInstall(t *testing.T) {
 			t.Errorf("helm uninstall left cluster-scoped objects:\n%s", r.Stdout)
 		}
 	})
+
+	// namespace.create is for renderings applied as they are (helm template,
+	// Argo CD, Flux): the Namespace comes first, restricted. (helm install
+	// cannot use it: helm stores its release in the namespace before it
+	// creates anything.)
+	t.Run("rendered with its namespace, applied to a cluster without it", func(t *testing.T) {
+		r := c.Kubectl(renderChart(t, "fresh-ns", "namespace.create=true"), "apply", "-f", "-")
+		if r.Code != 0 || strings.Contains(r.Stderr, "Warning") {
+			t.Fatalf("kubectl apply: exit %d\n%s", r.Code, r.Output())
+		}
+		if got := kubectl(t, c, "get", "namespace", "fresh-ns", "-o", `jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}`).Stdout; got != "restricted" {
+			t.Errorf("namespace fresh-ns enforces %q, want restricted", got)
+		}
+	})
 }
 
 // injectedCA stands for the CA clonegate injects (any base64 is accepted).
