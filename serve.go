@@ -236,12 +236,15 @@ func (o *serveOptions) run(stop context.Context) error {
 	// GetWebhookServer also adds the server to the manager's runnables.
 	server := mgr.GetWebhookServer()
 
-	// Start every informer with the manager, so /readyz waits for them all
-	// and no review pays for starting one.
-	for _, obj := range webhook.CachedObjects {
-		if _, err := mgr.GetCache().GetInformer(stop, obj); err != nil {
-			return fmt.Errorf("informer for %T: %w", obj, err)
-		}
+	// Start the volume and class informers with the manager, so /readyz
+	// waits for them and no review pays for starting one.
+	volumes, err := webhook.InformerStore(stop, mgr.GetCache(), &corev1.PersistentVolume{})
+	if err != nil {
+		return err
+	}
+	classes, err := webhook.InformerStore(stop, mgr.GetCache(), &storagev1.StorageClass{})
+	if err != nil {
+		return err
 	}
 
 	m := webhook.NewMetrics(metrics.Registry)
@@ -263,7 +266,7 @@ func (o *serveOptions) run(stop context.Context) error {
 	if err := mgr.Add(manager.RunnableFunc(sources.Run)); err != nil {
 		return err
 	}
-	lookup := &webhook.SourceLookup{Sources: sources, Cache: mgr.GetCache(), Live: live, Claims: claims, Mapper: mgr.GetRESTMapper()}
+	lookup := &webhook.SourceLookup{Sources: sources, Volumes: volumes, Classes: classes, Live: live, Claims: claims, Mapper: mgr.GetRESTMapper()}
 	grants := &webhook.GrantLookup{Live: live, Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper()}
 	// The tests build these very handlers (webhook.NewHandlers) to fuzz them.
 	hooks := webhook.NewHandlers(webhook.Config{Policy: policy, Facts: lookup, Metrics: m, Grants: grants})

@@ -1,15 +1,22 @@
 package webhook
 
 import (
+	"context"
+	"fmt"
+
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // CacheOptions trims every cached object to the fields the rules read, so
-// the cache's memory grows by little more than a name per claim.
+// the cache's memory grows by little more than a name per object. Only
+// volumes and classes are cached (InformerStore); a ClaimIndex holds the
+// claims, and the claim transform stays so that a stray read of claims
+// through the cache still caches little.
 func CacheOptions() cache.Options {
 	return cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
@@ -19,12 +26,6 @@ func CacheOptions() cache.Options {
 		},
 	}
 }
-
-// CachedObjects are the kinds SourceLookup reads from the cache. Their
-// informers are started before the server reports ready. Claims are not
-// among them: a ClaimIndex holds those (the PVC transform above stays, so
-// that a stray read of claims through the cache still caches little).
-var CachedObjects = []client.Object{&corev1.PersistentVolume{}, &storagev1.StorageClass{}}
 
 func trimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
 	return metav1.ObjectMeta{
@@ -85,4 +86,19 @@ func trimClass(obj any) (any, error) {
 		out.Annotations = map[string]string{defaultClassAnnotation: v}
 	}
 	return out, nil
+}
+
+// InformerStore returns the store of the informer for obj's kind, which
+// starts with the cache: SourceLookup reads volumes and classes in place
+// there, with none of the deep copy a cache read makes.
+func InformerStore(ctx context.Context, c cache.Cache, obj client.Object) (toolscache.Store, error) {
+	i, err := c.GetInformer(ctx, obj)
+	if err != nil {
+		return nil, fmt.Errorf("informer for %T: %w", obj, err)
+	}
+	s, ok := i.(interface{ GetStore() toolscache.Store })
+	if !ok {
+		return nil, fmt.Errorf("the informer for %T (%T) has no store to read", obj, i)
+	}
+	return s.GetStore(), nil
 }

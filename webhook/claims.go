@@ -94,6 +94,7 @@ type claimShape struct {
 	deletion *metav1.Time // a claim being deleted has a shape of its own
 	mode     *corev1.PersistentVolumeMode
 	phase    corev1.PersistentVolumeClaimPhase
+	claim    atomic.Pointer[corev1.PersistentVolumeClaim] // asClaim's
 }
 
 // shapeKey is a claimShape by value, to pool it.
@@ -134,7 +135,9 @@ func sameQuantity(a, b *resource.Quantity) bool {
 func NewClaimIndex() *ClaimIndex { return &ClaimIndex{byNS: map[string]map[string]claimFacts{}} }
 
 // Claim returns the named claim as the rules see it (name, namespace, and
-// the fields they read), or false when the index does not hold it.
+// the fields they read), or false when the index does not hold it. The
+// claim shares its sizes, class and mode with every claim of its shape:
+// read it, never modify it.
 func (x *ClaimIndex) Claim(namespace, name string) (*corev1.PersistentVolumeClaim, bool) {
 	x.mu.RLock()
 	f, ok := x.byNS[namespace][name]
@@ -142,29 +145,36 @@ func (x *ClaimIndex) Claim(namespace, name string) (*corev1.PersistentVolumeClai
 	if !ok {
 		return nil, false
 	}
-	s := f.shape
+	s := f.shape.asClaim()
 	c := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
-		Spec:       corev1.PersistentVolumeClaimSpec{VolumeName: f.volumeName},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, DeletionTimestamp: s.DeletionTimestamp},
+		Spec:       s.Spec,
+		Status:     s.Status,
+	}
+	c.Spec.VolumeName = f.volumeName
+	return c, true
+}
+
+// asClaim is the shape as the fields of a claim, built on the first lookup
+// of a claim of this shape and shared by the later ones: a lookup then
+// costs one allocation, not the two ResourceLists and copies of each field.
+func (s *claimShape) asClaim() *corev1.PersistentVolumeClaim {
+	if c := s.claim.Load(); c != nil {
+		return c
+	}
+	c := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: s.deletion},
+		Spec:       corev1.PersistentVolumeClaimSpec{StorageClassName: s.class, VolumeMode: s.mode},
 		Status:     corev1.PersistentVolumeClaimStatus{Phase: s.phase},
 	}
-	// Copies, so that a caller may modify the claim it was given.
 	if s.request != nil {
-		c.Spec.Resources.Requests = corev1.ResourceList{corev1.ResourceStorage: s.request.DeepCopy()}
+		c.Spec.Resources.Requests = corev1.ResourceList{corev1.ResourceStorage: *s.request}
 	}
 	if s.capacity != nil {
-		c.Status.Capacity = corev1.ResourceList{corev1.ResourceStorage: s.capacity.DeepCopy()}
+		c.Status.Capacity = corev1.ResourceList{corev1.ResourceStorage: *s.capacity}
 	}
-	if s.class != nil {
-		c.Spec.StorageClassName = ptrTo(*s.class)
-	}
-	if s.mode != nil {
-		c.Spec.VolumeMode = ptrTo(*s.mode)
-	}
-	if s.deletion != nil {
-		c.DeletionTimestamp = s.deletion.DeepCopy()
-	}
-	return c, true
+	s.claim.Store(c) // two lookups racing here build the same claim
+	return c
 }
 
 // Len is the number of claims held.

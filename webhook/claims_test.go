@@ -8,6 +8,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/clonegate/clonegate/webhook/rules"
 )
 
 func TestClaimIndexHoldsWhatTheRulesRead(t *testing.T) {
@@ -47,11 +49,17 @@ func TestClaimIndexHoldsWhatTheRulesRead(t *testing.T) {
 	if !ok || !equality.Semantic.DeepEqual(got, want) {
 		t.Fatalf("Claim = %v, %v; want %v", got, ok, want)
 	}
-	// What a caller does with its claim does not reach the index.
-	*got.Spec.StorageClassName = "changed"
-	got.Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("1Gi")
+	// Lookups share the shape's fields (read-only), and the rules leave
+	// them as they were.
+	again, _ := x.Claim("apps", "src")
+	if again == got || again.Spec.StorageClassName != got.Spec.StorageClassName {
+		t.Errorf("two lookups: the same claim (%v), or fields not shared (%p, %p)", again == got, again.Spec.StorageClassName, got.Spec.StorageClassName)
+	}
+	clone := &corev1.PersistentVolumeClaimSpec{StorageClassName: &class, DataSource: &corev1.TypedLocalObjectReference{Kind: "PersistentVolumeClaim", Name: "src"},
+		Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}}
+	_ = rules.ValidateSource("apps", clone, rules.Facts{Complete: true, SourceClaim: got})
 	if again, _ := x.Claim("apps", "src"); !equality.Semantic.DeepEqual(again, want) {
-		t.Fatalf("the index changed with its caller's copy: %v", again)
+		t.Fatalf("the rules changed the index's claim: %v", again)
 	}
 
 	plain := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "plain", Namespace: "apps"}}

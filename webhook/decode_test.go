@@ -23,9 +23,10 @@ import (
 	"github.com/clonegate/clonegate/webhook/rules"
 )
 
-// A webhook reuses its decoder from review to review: what one body leaves
-// behind (trailing whitespace, a refused body's remains) never leaks into
-// the next review's answer.
+// A webhook reuses its decoder and the object it decodes into from review
+// to review: what one body leaves behind (trailing whitespace, a refused
+// body's remains, the last claim's source) never leaks into the next
+// review's answer.
 func TestDecoderReusedAcrossReviews(t *testing.T) {
 	h := NewHandlers(Config{Policy: &rules.Policy{}, Facts: rvSource{}}).Validate
 	good := func(uid string) string { return rvReview(uid, "apps", rvClaim("5Gi", rvClone)) }
@@ -50,6 +51,9 @@ func TestDecoderReusedAcrossReviews(t *testing.T) {
 		{body: good("k") + "\n", uid: "k", allowed: true},
 		{body: `{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"l","userInfo":"root"}}`, uid: "l", message: "request.userInfo: must be an object"},
 		{body: good("m"), uid: "m", allowed: true},
+		// A small plain claim after an undersized clone: not a clone.
+		{body: bad("n"), uid: "n", message: "must be at least 5Gi"},
+		{body: rvReview("o", "apps", rvClaim("1Gi", "")), uid: "o", allowed: true},
 	} {
 		resp := rvAnswer(t, rvPost(t, h, []byte(c.body), "application/json"))
 		if resp.Allowed != c.allowed || (c.uid != "" && string(resp.UID) != c.uid) {

@@ -188,6 +188,7 @@ type reviewState[T any] struct {
 	dec     sigsjson.Decoder
 	ahead   int // bytes the decoder read past the last review: whitespace, skipped first
 	decoded reviewBody[T]
+	obj     T // what decoded.Request.Object points to, reused
 	req     review
 	ctx     reviewContext
 	answer  []byte
@@ -203,6 +204,7 @@ func (h *handler[T]) state() *reviewState[T] {
 	}
 	s := &reviewState[T]{}
 	s.dec = sigsjson.NewDecoderCaseSensitivePreserveInts(&s.in)
+	s.decoded.Request.Object = &s.obj
 	return s
 }
 
@@ -213,6 +215,10 @@ func (h *handler[T]) release(s *reviewState[T]) {
 	user := s.decoded.Request.UserInfo[:0] // its bytes, reused
 	s.decoded = reviewBody[T]{}
 	s.decoded.Request.UserInfo = user
+	// The decoder fills the object in place: cleared, it is the next one's.
+	var zero T
+	s.obj = zero
+	s.decoded.Request.Object = &s.obj
 	s.req, s.ctx = review{}, reviewContext{}
 	h.states.Put(s)
 }

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/clonegate/clonegate/webhook/rules"
@@ -42,8 +43,12 @@ const (
 // to clonegate, gone or unreadable is recorded in Facts.Unread, and the rules
 // that need it are skipped with a warning.
 type SourceLookup struct {
-	Cache client.Reader // informer-backed: volumes, storage classes
-	Live  client.Reader // the apiserver itself: cache misses and snapshots
+	// Volumes and Classes are the informer stores of PersistentVolumes and
+	// StorageClasses (InformerStore). Their objects are read where they
+	// lie, with no copy: trimmed by CacheOptions, shared with the informer,
+	// never modified. Nil reads them live.
+	Volumes, Classes toolscache.Store
+	Live             client.Reader // the apiserver itself: cache misses and snapshots
 	// Claims answers claim lookups: a *ClaimIndex, which holds a cluster's
 	// many claims in far less memory than an informer cache; nil reads them live.
 	Claims interface {
@@ -90,7 +95,7 @@ func (l *SourceLookup) Facts(ctx context.Context, namespace string, spec *corev1
 // that a cache a moment behind the apiserver (a watch gap, a content just
 // annotated, a source just recreated) never denies a claim.
 func (l *SourceLookup) FreshFacts(ctx context.Context, namespace string, spec *corev1.PersistentVolumeClaimSpec) (rules.Facts, error) {
-	live := &SourceLookup{Cache: l.Live, Live: l.Live, Mapper: l.Mapper}
+	live := &SourceLookup{Live: l.Live, Mapper: l.Mapper}
 	return live.Facts(ctx, namespace, spec)
 }
 
@@ -106,10 +111,10 @@ func (l *SourceLookup) claim(ctx context.Context, namespace, name string) (*core
 
 // volume reads the source's PersistentVolume, from the cache and live on a miss.
 func (l *SourceLookup) volume(ctx context.Context, name string, facts *rules.Facts) *corev1.PersistentVolume {
-	key := client.ObjectKey{Name: name}
-	pv, err := getOrNil(ctx, l.Cache, key, &corev1.PersistentVolume{})
-	if err == nil && pv == nil {
-		pv, err = getOrNil(ctx, l.Live, key, &corev1.PersistentVolume{})
+	pv := stored[*corev1.PersistentVolume](l.Volumes, name)
+	var err error
+	if pv == nil {
+		pv, err = getOrNil(ctx, l.Live, client.ObjectKey{Name: name}, &corev1.PersistentVolume{})
 	}
 	switch {
 	case err != nil:
@@ -128,37 +133,76 @@ func (l *SourceLookup) class(ctx context.Context, name *string, facts *rules.Fac
 	if name != nil && *name == "" {
 		return nil
 	}
-	what := "the default StorageClass"
-	read := func(r client.Reader) (*storagev1.StorageClass, error) {
-		if name == nil {
-			var classes storagev1.StorageClassList
-			if err := r.List(ctx, &classes); err != nil {
-				return nil, err
-			}
-			return defaultClass(classes.Items), nil
-		}
-		return getOrNil(ctx, r, client.ObjectKey{Name: *name}, &storagev1.StorageClass{})
+	var class *storagev1.StorageClass
+	switch {
+	case name != nil:
+		class = stored[*storagev1.StorageClass](l.Classes, *name)
+	case l.Classes != nil:
+		class = defaultClass(storedAll[*storagev1.StorageClass](l.Classes))
 	}
-	if name != nil {
-		what = fmt.Sprintf("StorageClass %q", *name)
-	}
-	class, err := read(l.Cache)
-	if err == nil && class == nil {
-		class, err = read(l.Live)
+	var err error
+	if class == nil {
+		class, err = l.liveClass(ctx, name)
 	}
 	if err != nil {
+		what := "the default StorageClass"
+		if name != nil {
+			what = fmt.Sprintf("StorageClass %q", *name)
+		}
 		unread(facts, rules.FactClass, what, err)
 	}
 	return class
 }
 
+// liveClass reads the named StorageClass, or the default one, from the apiserver.
+func (l *SourceLookup) liveClass(ctx context.Context, name *string) (*storagev1.StorageClass, error) {
+	if name != nil {
+		return getOrNil(ctx, l.Live, client.ObjectKey{Name: *name}, &storagev1.StorageClass{})
+	}
+	var list storagev1.StorageClassList
+	if err := l.Live.List(ctx, &list); err != nil {
+		return nil, err
+	}
+	classes := make([]*storagev1.StorageClass, len(list.Items))
+	for i := range list.Items {
+		classes[i] = &list.Items[i]
+	}
+	return defaultClass(classes), nil
+}
+
+// stored returns the object store holds under key, in place (read-only), or
+// the zero T when store is nil or holds none.
+func stored[T any](store toolscache.Store, key string) T {
+	var zero T
+	if store == nil {
+		return zero
+	}
+	obj, ok, err := store.GetByKey(key)
+	if err != nil || !ok {
+		return zero
+	}
+	t, _ := obj.(T)
+	return t
+}
+
+// storedAll returns every object of store, in place (read-only).
+func storedAll[T any](store toolscache.Store) []T {
+	objs := store.List()
+	out := make([]T, 0, len(objs))
+	for _, o := range objs {
+		if t, ok := o.(T); ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 // defaultClass picks the cluster's default StorageClass as Kubernetes does:
 // among those annotated default (GA or beta annotation), the newest, and
 // between equally new ones the first by name.
-func defaultClass(classes []storagev1.StorageClass) *storagev1.StorageClass {
+func defaultClass(classes []*storagev1.StorageClass) *storagev1.StorageClass {
 	var def *storagev1.StorageClass
-	for i := range classes {
-		c := &classes[i]
+	for _, c := range classes {
 		if c.Annotations[defaultClassAnnotation] != "true" && c.Annotations[betaDefaultClassAnnotation] != "true" {
 			continue
 		}

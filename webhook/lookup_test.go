@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -31,7 +33,7 @@ func TestClassReadLiveOnACacheMiss(t *testing.T) {
 		t.Fatal(err)
 	}
 	fresh := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "fresh", Annotations: map[string]string{defaultClassAnnotation: "true"}}, Provisioner: "fast.csi.example.com"}
-	l := &SourceLookup{Cache: fake.NewClientBuilder().WithScheme(s).Build(), Live: fake.NewClientBuilder().WithScheme(s).WithObjects(fresh).Build()}
+	l := &SourceLookup{Classes: toolscache.NewStore(toolscache.MetaNamespaceKeyFunc), Live: fake.NewClientBuilder().WithScheme(s).WithObjects(fresh).Build()}
 	for what, name := range map[string]*string{"the named class": new("fresh"), "the default class": nil} {
 		var facts rules.Facts
 		got := l.class(context.Background(), name, &facts)
@@ -80,7 +82,7 @@ func TestUnreadableSecondaryFacts(t *testing.T) {
 					return c.Get(ctx, key, obj, opts...)
 				},
 			}).Build()
-			l := &SourceLookup{Cache: live, Live: live}
+			l := &SourceLookup{Live: live}
 			facts, err := l.Facts(context.Background(), "ns", restore)
 			if err != nil {
 				t.Fatalf("the review failed: %v", err)
@@ -107,7 +109,7 @@ func TestUnreadableSecondaryFacts(t *testing.T) {
 			return apierrors.NewInternalError(errors.New("etcd is sad"))
 		},
 	}).Build()
-	if _, err := (&SourceLookup{Cache: live, Live: live}).Facts(context.Background(), "ns", restore); err == nil {
+	if _, err := (&SourceLookup{Live: live}).Facts(context.Background(), "ns", restore); err == nil {
 		t.Error("a snapshot that could not be read was judged; want the review to fail closed")
 	}
 }
@@ -143,7 +145,6 @@ func TestFreshFactsReadPastTheCaches(t *testing.T) {
 	// The index still holds the source being deleted; it has been recreated since.
 	l := &SourceLookup{
 		Claims: staleIndex{"ns/src": source("5Gi", true)},
-		Cache:  fake.NewClientBuilder().WithScheme(s).Build(),
 		Live:   fake.NewClientBuilder().WithScheme(s).WithObjects(source("1Gi", false), class).Build(),
 	}
 	spec := &corev1.PersistentVolumeClaimSpec{StorageClassName: new("fast"),
@@ -155,5 +156,51 @@ func TestFreshFactsReadPastTheCaches(t *testing.T) {
 	fresh, err := l.FreshFacts(context.Background(), "ns", spec)
 	if err != nil || fresh.SourceClaim == nil || fresh.SourceClaim.DeletionTimestamp != nil || fresh.Class == nil {
 		t.Fatalf("FreshFacts = %+v (class %v), %v; want the recreated source and its class, read live", fresh.SourceClaim, fresh.Class, err)
+	}
+}
+
+// Volumes and classes the informers hold are read in place: no apiserver
+// read, and no copy (the store's own object is what the rules see).
+func TestVolumesAndClassesReadFromStores(t *testing.T) {
+	volumes := toolscache.NewStore(toolscache.MetaNamespaceKeyFunc)
+	classes := toolscache.NewStore(toolscache.MetaNamespaceKeyFunc)
+	pv := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv-1"}}
+	older := metav1.NewTime(metav1.Now().Add(-time.Hour))
+	fast := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "fast", CreationTimestamp: older, Annotations: map[string]string{defaultClassAnnotation: "true"}}}
+	newer := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "newer", CreationTimestamp: metav1.Now(), Annotations: map[string]string{betaDefaultClassAnnotation: "true"}}}
+	plain := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "plain", CreationTimestamp: metav1.Now()}}
+	for _, err := range []error{volumes.Add(pv), classes.Add(fast), classes.Add(newer), classes.Add(plain)} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	reads := 0
+	live := fake.NewClientBuilder().WithInterceptorFuncs(interceptor.Funcs{
+		Get: func(context.Context, client.WithWatch, client.ObjectKey, client.Object, ...client.GetOption) error {
+			reads++
+			return errors.New("read live")
+		},
+		List: func(context.Context, client.WithWatch, client.ObjectList, ...client.ListOption) error {
+			reads++
+			return errors.New("read live")
+		},
+	}).Build()
+	l := &SourceLookup{Volumes: volumes, Classes: classes, Live: live}
+	var facts rules.Facts
+	if got := l.volume(context.Background(), "pv-1", &facts); got != pv {
+		t.Errorf("volume = %v, want the stored object itself", got)
+	}
+	if got := l.class(context.Background(), new("fast"), &facts); got != fast {
+		t.Errorf("named class = %v, want the stored object itself", got)
+	}
+	if got := l.class(context.Background(), nil, &facts); got != newer {
+		t.Errorf("default class = %v, want the newest default (beta annotation counts)", got)
+	}
+	if reads != 0 || len(facts.Unread) != 0 {
+		t.Errorf("%d live reads, unread %v; want none", reads, facts.Unread)
+	}
+	// A miss is read live, and its failure is an unread fact, not an error.
+	if got := l.volume(context.Background(), "pv-2", &facts); got != nil || reads != 1 || len(facts.Unread) != 1 {
+		t.Errorf("a missing volume = %v after %d reads, unread %v; want nil, one live read, one unread", got, reads, facts.Unread)
 	}
 }
