@@ -47,7 +47,9 @@ func (g *GrantLookup) Granted(ctx context.Context, user authenticationv1.UserInf
 			Namespace: src.Namespace, Verb: "get", Group: src.APIGroup, Resource: mapping.Resource.Resource, Name: src.Name,
 		},
 	}}
-	if err := g.Client.Create(ctx, review); err != nil {
+	sarCtx, cancel := withinReview(ctx)
+	defer cancel()
+	if err := g.Client.Create(sarCtx, review); err != nil {
 		return "", fmt.Errorf("asking whether %q may get the source: %w", user.Username, err)
 	}
 	if !review.Status.Allowed {

@@ -142,17 +142,21 @@ func reviewOf(ctx context.Context) *review {
 	return rv
 }
 
-// reviewContext is the context a review is judged with: the request's, and
-// the review, so that findings are logged with it and grants are checked for
-// its user.
+// reviewContext is the context a review is judged with: the request's, the
+// review, so that findings are logged with it and grants are checked for
+// its user, and the deadline of its apiserver calls (withinReview).
 type reviewContext struct {
 	context.Context
-	review *review
+	review   *review
+	deadline time.Time
 }
 
 func (c *reviewContext) Value(key any) any {
-	if key == (reviewKey{}) {
+	switch key {
+	case reviewKey{}:
 		return c.review
+	case deadlineKey{}:
+		return &c.deadline
 	}
 	return c.Context.Value(key)
 }
@@ -259,7 +263,7 @@ func (h *handler[T]) review(r *http.Request, s *reviewState[T]) (resp admission.
 	if s.req.Operation != admissionv1.Create {
 		return allowed(nil)
 	}
-	s.ctx = reviewContext{Context: r.Context(), review: &s.req}
+	s.ctx = reviewContext{Context: r.Context(), review: &s.req, deadline: time.Now().Add(ReviewDeadline)}
 	return h.judge(&s.ctx, obj)
 }
 

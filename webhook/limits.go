@@ -21,10 +21,12 @@ const (
 	MaxLiveReadsPerReview = 24
 	// MaxLiveReadsInFlight bounds the apiserver reads of all reviews at once.
 	MaxLiveReadsInFlight = 32
-	// ReviewDeadline is a review's time for its lookups, well inside the
-	// registrations' timeoutSeconds (5s), so that it answers before the
-	// apiserver gives up on it: a workload review with what it could judge,
-	// a claim review with a denial that says the lookup did not finish.
+	// ReviewDeadline is a review's time for its lookups, from its start,
+	// well inside the registrations' timeoutSeconds (5s), so that it answers
+	// before the apiserver gives up on it: a workload review with what it
+	// could judge, a claim review with a denial that says the lookup did not
+	// finish. Each live read is bounded by it (withinReview): a review
+	// answered from the caches makes no timer.
 	ReviewDeadline = 3 * time.Second
 )
 
@@ -56,6 +58,17 @@ func (c *budgetContext) Value(key any) any {
 	return c.Context.Value(key)
 }
 
+type deadlineKey struct{}
+
+// withinReview bounds a call to the apiserver by the deadline of the review
+// ctx is judging (see ReviewDeadline); other contexts pass as they are.
+func withinReview(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Value(deadlineKey{}).(*time.Time); ok && !d.IsZero() {
+		return context.WithDeadline(ctx, *d)
+	}
+	return ctx, func() {}
+}
+
 // LimitedReader reads the apiserver on behalf of reviews, at most a fixed
 // number at once and within each review's budget (see WithReadBudget).
 type LimitedReader struct {
@@ -70,6 +83,8 @@ func NewLimitedReader(r client.Reader, inFlight int) *LimitedReader {
 
 // Get implements client.Reader.
 func (l *LimitedReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	ctx, cancel := withinReview(ctx)
+	defer cancel()
 	if err := l.acquire(ctx); err != nil {
 		return err
 	}
@@ -79,6 +94,8 @@ func (l *LimitedReader) Get(ctx context.Context, key client.ObjectKey, obj clien
 
 // List implements client.Reader.
 func (l *LimitedReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	ctx, cancel := withinReview(ctx)
+	defer cancel()
 	if err := l.acquire(ctx); err != nil {
 		return err
 	}

@@ -95,3 +95,30 @@ func TestTemplateJudgeAnswersWhenOutOfTime(t *testing.T) {
 		t.Errorf("warnings %q", warnings)
 	}
 }
+
+// blockedReader answers a read only when its context ends.
+type blockedReader struct{ client.Reader }
+
+func (blockedReader) Get(ctx context.Context, _ client.ObjectKey, _ client.Object, _ ...client.GetOption) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A live read made for a review ends at the review's deadline, though the
+// review itself makes no timer; a read for no review is left as it is.
+func TestLiveReadsEndAtTheReviewDeadline(t *testing.T) {
+	l := NewLimitedReader(blockedReader{}, 1)
+	rc := &reviewContext{Context: context.Background(), review: &review{}, deadline: time.Now().Add(50 * time.Millisecond)}
+	if _, ok := rc.Deadline(); ok {
+		t.Fatal("the review's context has a deadline of its own: every review would pay for a timer")
+	}
+	err := l.Get(WithReadBudget(rc, 1), client.ObjectKey{Name: "src"}, &corev1.PersistentVolumeClaim{})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("read = %v, want the review's deadline", err)
+	}
+	plain, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := l.Get(plain, client.ObjectKey{Name: "src"}, &corev1.PersistentVolumeClaim{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("read for no review = %v, want its own context's end", err)
+	}
+}

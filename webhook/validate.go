@@ -48,9 +48,6 @@ func (v *CloneValidator) ValidateCreate(ctx context.Context, claim *corev1.Persi
 	if !ok {
 		return nil, nil
 	}
-	// Answer (fail closed, saying why) before the apiserver gives up on us.
-	ctx, cancel := context.WithTimeout(ctx, ReviewDeadline)
-	defer cancel()
 	// A source in another namespace is read only when granted to the
 	// requester; otherwise the cross-namespace finding is the whole answer.
 	// (The mutating webhook denied it already; a review sent here directly

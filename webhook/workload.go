@@ -47,8 +47,6 @@ func (j *TemplateJudge) judge(ctx context.Context, resource schema.GroupResource
 	if j.Policy.Exempt(ns) {
 		return nil, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, ReviewDeadline)
-	defer cancel()
 	ctx = WithReadBudget(ctx, MaxLiveReadsPerReview)
 
 	var notJudged []string

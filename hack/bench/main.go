@@ -53,6 +53,7 @@ type options struct {
 	fillWorkers      int
 	goBench          bool
 	memoryOnly       bool
+	directOnly       bool
 }
 
 // Results is bench/results.json.
@@ -69,6 +70,7 @@ type Results struct {
 // DirectResults are the direct figures for both webhooks.
 type DirectResults struct {
 	Clients          int          `json:"clients"`
+	CPUs             string       `json:"cpus"` // how the load generator and the webhooks shared the CPUs
 	Seconds          float64      `json:"seconds"`
 	Null             DirectResult `json:"null"`
 	Clonegate        DirectResult `json:"clonegate"`
@@ -106,6 +108,7 @@ func main() {
 	flag.IntVar(&o.fillWorkers, "fill-workers", 32, "memory: concurrent creates when filling the cluster")
 	flag.BoolVar(&o.goBench, "go-bench", true, "run the handlers' Go benchmarks as well")
 	flag.BoolVar(&o.memoryOnly, "memory-only", false, "measure only memory and start to ready (no direct or apiserver load: the baseline is then taken at idle)")
+	flag.BoolVar(&o.directOnly, "direct-only", false, "measure only the direct load (null webhook and clonegate), print it, write nothing")
 	serveNullCerts := flag.String("serve-null", "", "internal: serve the null webhook with the certificate in this directory")
 	flag.Parse()
 	if *serveNullCerts != "" {
@@ -196,9 +199,27 @@ func run(ctx context.Context, o options) (err error) {
 		// 1. direct.
 		res.Direct = DirectResults{Clients: o.clients, Seconds: o.duration.Seconds()}
 		logf("direct: the null webhook and clonegate, %d clients, %s each in %d alternating stretches", o.clients, o.duration, directSlices)
+		res.Direct.CPUs = "shared: a single CPU"
+		split, ok := newCPUSplit()
+		hooks := []int{null.cmd.Process.Pid, server.Cmd.Process.Pid}
+		if ok {
+			if err := split.apply(hooks...); err != nil {
+				return err
+			}
+			res.Direct.CPUs = split.String()
+		}
 		direct := r.load(ctx, []string{nullURL, clonegateURL}, o.clients, o.warmup, o.duration)
+		if ok {
+			if err := split.undo(hooks...); err != nil {
+				return err
+			}
+		}
 		res.Direct.Null, res.Direct.Clonegate = direct[0], direct[1]
 		res.Direct.ThroughputOfNull = res.Direct.Clonegate.ReqPerSec / res.Direct.Null.ReqPerSec
+		if o.directOnly {
+			printDirect(os.Stdout, res.Direct)
+			return nil
+		}
 
 		// 2. apiserver.
 		logf("apiserver: %d rounds of %d clone and %d plain creates per mode (none, null, clonegate)", o.rounds, o.perRound, o.perRound)
@@ -387,17 +408,7 @@ func printTable(out io.Writer, r Results, load bool) {
 
 // printLoad prints the direct and apiserver figures.
 func printLoad(out io.Writer, tw *tabwriter.Writer, row func(...any), r Results) {
-	fmt.Fprintf(out, "\n1. direct: validating reviews of a clone, %d keep-alive clients, %.0fs, TLS 1.3, HTTP/1.1\n", r.Direct.Clients, r.Direct.Seconds)
-	row("webhook", "req/s", "p50 ms", "p99 ms", "requests", "errors")
-	for _, x := range []struct {
-		name string
-		d    DirectResult
-	}{{"null", r.Direct.Null}, {"clonegate", r.Direct.Clonegate}} {
-		row(x.name, x.d.ReqPerSec, x.d.P50Ms, x.d.P99Ms, x.d.Requests, x.d.Errors)
-	}
-	row("clonegate/null", r.Direct.ThroughputOfNull, "", "", "", "")
-	tw.Flush()
-
+	printDirect(out, r.Direct)
 	a := r.APIServer
 	fmt.Fprintf(out, "\n2. apiserver: creates through kube-apiserver, %d interleaved rounds\n", a.Rounds)
 	row("registered", "clone p50 ms", "clone p99 ms", "restore p50 ms", "restore p99 ms", "plain p50 ms", "plain p99 ms", "n")
@@ -407,6 +418,21 @@ func printLoad(out io.Writer, tw *tabwriter.Writer, row func(...any), r Results)
 	row("clonegate/none", a.Ratios["clone_p50_clonegate_over_none"], "", "", "", a.Ratios["plain_p50_clonegate_over_none"], "", "")
 	row("clonegate/null", a.Ratios["clone_p50_clonegate_over_null"], "", a.Ratios["restore_p50_clonegate_over_null"], "", a.Ratios["plain_p50_clonegate_over_null"], "", "")
 	row("restore/clone", "", "", a.Ratios["restore_p50_over_clone_p50_clonegate"], "", "", "", "")
+	tw.Flush()
+}
+
+// printDirect prints the direct figures.
+func printDirect(out io.Writer, d DirectResults) {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(out, "\n1. direct: validating reviews of a clone, %d keep-alive clients, %.0fs, TLS 1.3, HTTP/1.1; %s\n", d.Clients, d.Seconds, d.CPUs)
+	fmt.Fprintln(tw, "webhook\treq/s\tp50 ms\tp99 ms\trequests\terrors\t")
+	for _, x := range []struct {
+		name string
+		d    DirectResult
+	}{{"null", d.Null}, {"clonegate", d.Clonegate}} {
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%d\t%d\t\n", x.name, x.d.ReqPerSec, x.d.P50Ms, x.d.P99Ms, x.d.Requests, x.d.Errors)
+	}
+	fmt.Fprintf(tw, "clonegate/null\t%.2f\t\t\t\t\t\n", d.ThroughputOfNull)
 	tw.Flush()
 }
 
