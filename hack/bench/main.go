@@ -204,9 +204,12 @@ func run(ctx context.Context, o options) (err error) {
 		hooks := []int{null.cmd.Process.Pid, server.Cmd.Process.Pid}
 		if ok {
 			if err := split.apply(hooks...); err != nil {
-				return err
+				logf("direct: the CPUs stay shared: %v", err)
+				_ = split.undo(hooks...)
+				res.Direct.CPUs, ok = "shared: "+err.Error(), false
+			} else {
+				res.Direct.CPUs = split.String()
 			}
-			res.Direct.CPUs = split.String()
 		}
 		direct := r.load(ctx, []string{nullURL, clonegateURL}, o.clients, o.warmup, o.duration)
 		if ok {
