@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -28,8 +31,9 @@ import (
 // with `make bench-go`, and compare with a saved baseline with
 // `make bench-compare`. Each sends a review body through a webhook's whole
 // HTTP handler, as NewHandlers builds it for `clonegate serve` (everything
-// but TLS), with the source already known (an in-memory FactFinder), so they
-// time the handler and not the cluster.
+// but TLS), with the source already known (an in-memory FactFinder, or, for
+// ValidateCloneLookedUp, the SourceLookup over filled caches), so they time
+// the handler and not the cluster.
 
 // knownFacts answers every lookup with the same facts, as a cache hit does.
 type knownFacts rules.Facts
@@ -144,20 +148,59 @@ func benchServer(t testing.TB, h http.Handler, body []byte, wantPatch bool) func
 // validateClone is a review of a clone of a bound CSI claim, allowed with no
 // findings — the review clonegate answers most.
 func validateClone(t testing.TB) (http.Handler, []byte, bool) {
+	h := NewHandlers(Config{Policy: &rules.Policy{}, Facts: validateCloneFacts()}).Validate
+	return h, benchBody(t, benchClaim(&corev1.TypedLocalObjectReference{Kind: rules.KindClaim, Name: "src"})), false
+}
+
+// validateCloneFacts are the facts of validateClone's source: a bound CSI
+// claim as large as the clone, its volume and the class.
+func validateCloneFacts() knownFacts {
 	fs := corev1.PersistentVolumeFilesystem
-	class := "csi"
 	source := benchClaim(nil)
 	source.Name, source.Spec.VolumeName = "src", "pv-src"
 	source.Spec.VolumeMode = &fs
 	source.Status = corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound, Capacity: source.Spec.Resources.Requests}
-	facts := knownFacts{
+	return knownFacts{
 		Complete:     true,
 		SourceClaim:  source,
 		SourceVolume: &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv-src"}, Spec: corev1.PersistentVolumeSpec{PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{Driver: "csi.example.com"}}}},
-		Class:        &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: class}, Provisioner: "csi.example.com"},
+		Class:        &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: *source.Spec.StorageClassName}, Provisioner: "csi.example.com"},
 	}
-	h := NewHandlers(Config{Policy: &rules.Policy{}, Facts: facts}).Validate
-	return h, benchBody(t, benchClaim(&corev1.TypedLocalObjectReference{Kind: rules.KindClaim, Name: "src"})), false
+}
+
+// validateCloneLookedUp is validateClone judged by the SourceLookup that
+// `clonegate serve` builds: the source from a claim index, its volume and
+// the class from informer stores, as on a cache hit. A live read fails it.
+func validateCloneLookedUp(t testing.TB) (http.Handler, []byte, bool) {
+	_, body, _ := validateClone(t)
+	facts := rules.Facts(validateCloneFacts())
+	claims := NewClaimIndex()
+	if err := (claimStore{claims}).Add(facts.SourceClaim); err != nil {
+		t.Fatal(err)
+	}
+	volumes := toolscache.NewStore(toolscache.MetaNamespaceKeyFunc)
+	classes := toolscache.NewStore(toolscache.MetaNamespaceKeyFunc)
+	if err := volumes.Add(facts.SourceVolume); err != nil {
+		t.Fatal(err)
+	}
+	if err := classes.Add(facts.Class); err != nil {
+		t.Fatal(err)
+	}
+	lookup := &SourceLookup{Claims: claims, Volumes: volumes, Classes: classes, Live: noLiveReads{t}}
+	return NewHandlers(Config{Policy: &rules.Policy{}, Facts: lookup}).Validate, body, false
+}
+
+// noLiveReads fails the test on any read: a cache hit reads nothing live.
+type noLiveReads struct{ t testing.TB }
+
+func (r noLiveReads) Get(_ context.Context, key client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
+	r.t.Errorf("a live read of %T %s on a cache hit", obj, key)
+	return errors.New("no live reads")
+}
+
+func (r noLiveReads) List(_ context.Context, list client.ObjectList, _ ...client.ListOption) error {
+	r.t.Errorf("a live list of %T on a cache hit", list)
+	return errors.New("no live reads")
 }
 
 // benchReviews are the reviews the benchmarks send: each webhook's most
@@ -167,6 +210,7 @@ var benchReviews = []struct {
 	setup func(testing.TB) (h http.Handler, body []byte, wantPatch bool)
 }{
 	{"ValidateClone", validateClone},
+	{"ValidateCloneLookedUp", validateCloneLookedUp},
 	// the same clone as the apiserver sends it for a service account's
 	// `kubectl apply`: last-applied annotation, managed fields, status, and
 	// the userInfo of a service account token, none of which the rules read.
@@ -255,6 +299,7 @@ var benchReviews = []struct {
 }
 
 func BenchmarkValidateClone(b *testing.B)         { benchReview(b, "ValidateClone") }
+func BenchmarkValidateCloneLookedUp(b *testing.B) { benchReview(b, "ValidateCloneLookedUp") }
 func BenchmarkValidateCloneApplied(b *testing.B)  { benchReview(b, "ValidateCloneApplied") }
 func BenchmarkMutateSnapshotDefault(b *testing.B) { benchReview(b, "MutateSnapshotDefault") }
 func BenchmarkMutateUnchanged(b *testing.B)       { benchReview(b, "MutateUnchanged") }
