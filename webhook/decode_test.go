@@ -54,6 +54,12 @@ func TestDecoderReusedAcrossReviews(t *testing.T) {
 		// A small plain claim after an undersized clone: not a clone.
 		{body: bad("n"), uid: "n", message: "must be at least 5Gi"},
 		{body: rvReview("o", "apps", rvClaim("1Gi", "")), uid: "o", allowed: true},
+		// A CREATE with no object after one with: refused, not judged as
+		// the (cleared) object decoded in place; an empty object is one.
+		{body: bad("p"), uid: "p", message: "must be at least 5Gi"},
+		{body: strings.Replace(good("q"), `"object":`, `"objtec":`, 1), uid: "q", message: "a CREATE review carries the new object"},
+		{body: rvReview("r", "apps", "{}"), uid: "r", allowed: true},
+		{body: rvReview("s", "apps", "null"), uid: "s", message: "a CREATE review carries the new object"},
 	} {
 		resp := rvAnswer(t, rvPost(t, h, []byte(c.body), "application/json"))
 		if resp.Allowed != c.allowed || (c.uid != "" && string(resp.UID) != c.uid) {

@@ -317,7 +317,26 @@ func (s *reviewState[T]) decodeBody() (*T, error) {
 	if u := rr.UserInfo; len(u) > 0 && u[0] != '{' && string(u) != "null" {
 		return nil, fmt.Errorf("request.userInfo: must be an object, not %.20s", u)
 	}
+	if rr.Object == &s.obj && !s.objectGiven() {
+		return nil, nil // no request.object: refused by checkRequest on a CREATE
+	}
 	return rr.Object, nil
+}
+
+// objectGiven tells whether the body has a request.object. The decoder fills
+// s.obj in place and leaves the pointer to it when the key is absent, so an
+// object with nothing in its head (never one from the apiserver) is looked
+// for again, by a second decode of the body.
+func (s *reviewState[T]) objectGiven() bool {
+	if h, ok := any(&s.obj).(interface{ head() *objectHead }); ok && *h.head() != (objectHead{}) {
+		return true
+	}
+	var probe struct {
+		Request struct {
+			Object json.RawMessage `json:"object"`
+		} `json:"request"`
+	}
+	return sigsjson.UnmarshalCaseSensitivePreserveInts(s.body.Bytes(), &probe) == nil && len(probe.Request.Object) > 0
 }
 
 // decodeOne decodes the body into s.decoded with s.dec, which, as a stream
