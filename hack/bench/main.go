@@ -58,13 +58,16 @@ type options struct {
 
 // Results is bench/results.json.
 type Results struct {
-	Date      string          `json:"date"`
-	Machine   string          `json:"machine"`
-	Direct    DirectResults   `json:"direct"`
-	APIServer APIServerResult `json:"apiserver"`
-	Memory    MemoryResult    `json:"memory"`
-	GoBench   []GoBench       `json:"go_benchmarks,omitempty"`
-	Targets   []Target        `json:"targets"`
+	Date    string        `json:"date"`
+	Machine string        `json:"machine"`
+	Direct  DirectResults `json:"direct"`
+	// The same load with the load generator and the webhooks on the same
+	// CPUs, for comparison; absent on a single CPU.
+	DirectShared *DirectResults  `json:"direct_shared_cpus,omitempty"`
+	APIServer    APIServerResult `json:"apiserver"`
+	Memory       MemoryResult    `json:"memory"`
+	GoBench      []GoBench       `json:"go_benchmarks,omitempty"`
+	Targets      []Target        `json:"targets"`
 }
 
 // DirectResults are the direct figures for both webhooks.
@@ -196,31 +199,28 @@ func run(ctx context.Context, o options) (err error) {
 	res.Memory.Points = append(res.Memory.Points, idle)
 
 	if !o.memoryOnly {
-		// 1. direct.
-		res.Direct = DirectResults{Clients: o.clients, Seconds: o.duration.Seconds()}
+		// 1. direct: on split CPUs (the target), then on shared ones.
 		logf("direct: the null webhook and clonegate, %d clients, %s each in %d alternating stretches", o.clients, o.duration, directSlices)
-		res.Direct.CPUs = "shared: a single CPU"
+		urls, hooks := []string{nullURL, clonegateURL}, []int{null.cmd.Process.Pid, server.Cmd.Process.Pid}
 		split, ok := newCPUSplit()
-		hooks := []int{null.cmd.Process.Pid, server.Cmd.Process.Pid}
 		if ok {
 			if err := split.apply(hooks...); err != nil {
 				logf("direct: the CPUs stay shared: %v", err)
 				_ = split.undo(hooks...)
-				res.Direct.CPUs, ok = "shared: "+err.Error(), false
-			} else {
-				res.Direct.CPUs = split.String()
+				ok = false
 			}
 		}
-		direct := r.load(ctx, []string{nullURL, clonegateURL}, o.clients, o.warmup, o.duration)
-		if ok {
+		if res.Direct = r.direct(ctx, urls, o); ok {
+			res.Direct.CPUs = split.String()
 			if err := split.undo(hooks...); err != nil {
 				return err
 			}
+			logf("direct: again, with the CPUs shared")
+			shared := r.direct(ctx, urls, o)
+			res.DirectShared = &shared
 		}
-		res.Direct.Null, res.Direct.Clonegate = direct[0], direct[1]
-		res.Direct.ThroughputOfNull = res.Direct.Clonegate.ReqPerSec / res.Direct.Null.ReqPerSec
 		if o.directOnly {
-			printDirect(os.Stdout, res.Direct)
+			printDirects(os.Stdout, res)
 			return nil
 		}
 
@@ -411,7 +411,7 @@ func printTable(out io.Writer, r Results, load bool) {
 
 // printLoad prints the direct and apiserver figures.
 func printLoad(out io.Writer, tw *tabwriter.Writer, row func(...any), r Results) {
-	printDirect(out, r.Direct)
+	printDirects(out, r)
 	a := r.APIServer
 	fmt.Fprintf(out, "\n2. apiserver: creates through kube-apiserver, %d interleaved rounds\n", a.Rounds)
 	row("registered", "clone p50 ms", "clone p99 ms", "restore p50 ms", "restore p99 ms", "plain p50 ms", "plain p99 ms", "n")
@@ -424,10 +424,28 @@ func printLoad(out io.Writer, tw *tabwriter.Writer, row func(...any), r Results)
 	tw.Flush()
 }
 
-// printDirect prints the direct figures.
-func printDirect(out io.Writer, d DirectResults) {
+// direct measures the null webhook (urls[0]) and clonegate (urls[1]) under
+// the direct load, on the CPUs as they are set.
+func (r *reviewer) direct(ctx context.Context, urls []string, o options) DirectResults {
+	d := DirectResults{Clients: o.clients, Seconds: o.duration.Seconds(), CPUs: "load generator and webhooks on shared CPUs"}
+	got := r.load(ctx, urls, o.clients, o.warmup, o.duration)
+	d.Null, d.Clonegate = got[0], got[1]
+	d.ThroughputOfNull = d.Clonegate.ReqPerSec / d.Null.ReqPerSec
+	return d
+}
+
+// printDirects prints the direct figures, on split CPUs and shared ones.
+func printDirects(out io.Writer, r Results) {
+	printDirect(out, "1. direct", r.Direct)
+	if r.DirectShared != nil {
+		printDirect(out, "1b. direct, for comparison (not a target)", *r.DirectShared)
+	}
+}
+
+// printDirect prints the direct figures under title.
+func printDirect(out io.Writer, title string, d DirectResults) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(out, "\n1. direct: validating reviews of a clone, %d keep-alive clients, %.0fs, TLS 1.3, HTTP/1.1; %s\n", d.Clients, d.Seconds, d.CPUs)
+	fmt.Fprintf(out, "\n%s: validating reviews of a clone, %d keep-alive clients, %.0fs, TLS 1.3, HTTP/1.1; %s\n", title, d.Clients, d.Seconds, d.CPUs)
 	fmt.Fprintln(tw, "webhook\treq/s\tp50 ms\tp99 ms\trequests\terrors\t")
 	for _, x := range []struct {
 		name string
