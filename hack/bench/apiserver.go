@@ -182,7 +182,10 @@ func createRounds(ctx context.Context, c client.Client, reg *registrations, roun
 	plains := map[mode][]time.Duration{}
 	src := srcName
 	for round := range rounds {
-		for _, m := range modes {
+		// The registrations take turns, and the first turn rotates, so that
+		// none of them is always timed after the other two.
+		for k := range modes {
+			m := modes[(round+k)%len(modes)]
 			if err := reg.set(ctx, m); err != nil {
 				return APIServerResult{}, err
 			}
