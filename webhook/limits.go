@@ -69,6 +69,13 @@ func withinReview(ctx context.Context) (context.Context, context.CancelFunc) {
 	return ctx, func() {}
 }
 
+// pastDeadline reports whether the review ctx is judging has passed its
+// deadline: its context has none of its own (see ReviewDeadline).
+func pastDeadline(ctx context.Context) bool {
+	d, ok := ctx.Value(deadlineKey{}).(*time.Time)
+	return ok && !d.IsZero() && !time.Now().Before(*d)
+}
+
 // LimitedReader reads the apiserver on behalf of reviews, at most a fixed
 // number at once and within each review's budget (see WithReadBudget).
 type LimitedReader struct {

@@ -71,22 +71,23 @@ func TestLimitedReaderBoundsReadsInFlightAndPerReview(t *testing.T) {
 	}
 }
 
-// blockingFacts answers no lookup before its context ends.
-type blockingFacts struct{}
+// blockedReader answers a read only when its context ends.
+type blockedReader struct{ client.Reader }
 
-func (blockingFacts) Facts(ctx context.Context, _ string, _ *corev1.PersistentVolumeClaimSpec) (rules.Facts, error) {
+func (blockedReader) Get(ctx context.Context, _ client.ObjectKey, _ client.Object, _ ...client.GetOption) error {
 	<-ctx.Done()
-	return rules.Facts{}, ctx.Err()
+	return ctx.Err()
 }
 
 // A review out of time answers with what it judged and says what it did not:
-// it neither fails nor runs past the apiserver's timeout.
+// it neither fails nor runs past the apiserver's timeout. The time is the
+// review's deadline, reached by a source read live through the LimitedReader,
+// as in `clonegate serve`.
 func TestTemplateJudgeAnswersWhenOutOfTime(t *testing.T) {
-	j := &TemplateJudge{Policy: &rules.Policy{}, Facts: blockingFacts{}}
+	j := &TemplateJudge{Policy: &rules.Policy{}, Facts: &SourceLookup{Live: NewLimitedReader(blockedReader{}, 4)}}
 	spec := corev1.PersistentVolumeClaimSpec{DataSource: &corev1.TypedLocalObjectReference{Kind: rules.KindClaim, Name: "src"}}
 	templates := []rules.Template{{Path: field.NewPath("spec", "volumes").Index(0), Spec: &spec}, {Path: field.NewPath("spec", "volumes").Index(1), Spec: &spec}}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancel()
+	ctx := &reviewContext{Context: context.Background(), review: &review{}, deadline: time.Now().Add(50 * time.Millisecond)}
 	warnings, err := j.judge(ctx, podResource, &metav1.ObjectMeta{Namespace: "apps"}, templates)
 	if err != nil {
 		t.Fatalf("error %v; want an answer", err)
@@ -94,14 +95,6 @@ func TestTemplateJudgeAnswersWhenOutOfTime(t *testing.T) {
 	if len(warnings) != 1 || !strings.Contains(warnings[0], "spec.volumes[0] and the 1 claim templates after it were not judged: the review ran out of time") {
 		t.Errorf("warnings %q", warnings)
 	}
-}
-
-// blockedReader answers a read only when its context ends.
-type blockedReader struct{ client.Reader }
-
-func (blockedReader) Get(ctx context.Context, _ client.ObjectKey, _ client.Object, _ ...client.GetOption) error {
-	<-ctx.Done()
-	return ctx.Err()
 }
 
 // A live read made for a review ends at the review's deadline, though the

@@ -101,7 +101,7 @@ func (j *TemplateJudge) judgeTemplates(ctx context.Context, ns string, templates
 			}
 			return fs, err
 		})
-		if err != nil && (errors.Is(err, ErrReadBudget) || ctx.Err() != nil) {
+		if err != nil && (errors.Is(err, ErrReadBudget) || ctx.Err() != nil || pastDeadline(ctx)) {
 			why := "the review reached its limit of " + fmt.Sprint(MaxLiveReadsPerReview) + " lookups"
 			if !errors.Is(err, ErrReadBudget) {
 				why = "the review ran out of time"
