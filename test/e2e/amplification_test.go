@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,16 +18,21 @@ import (
 // apiserver has served, from its own apiserver_request_total.
 func sourceReads(t *testing.T, e *env) int {
 	t.Helper()
+	return readsOf(t, e, "persistentvolumeclaims", "volumesnapshots", "volumesnapshotcontents", "volumepopulators", "referencegrants")
+}
+
+// readsOf counts the apiserver's GETs and LISTs of the named resources.
+func readsOf(t *testing.T, e *env, resources ...string) int {
+	t.Helper()
 	r := e.Kubectl("", "get", "--raw", "/metrics")
 	if r.Code != 0 {
 		t.Fatalf("apiserver metrics: %s", r.Output())
 	}
 	line := regexp.MustCompile(`^apiserver_request_total\{.*[{,]resource="([^"]*)".*[{,]verb="([^"]*)".*\} (\S+)$`)
-	read := map[string]bool{"persistentvolumeclaims": true, "volumesnapshots": true, "volumesnapshotcontents": true, "volumepopulators": true, "referencegrants": true}
 	total := 0
 	for _, l := range strings.Split(r.Stdout, "\n") {
 		m := line.FindStringSubmatch(l)
-		if m == nil || !read[m[1]] || (m[2] != "GET" && m[2] != "LIST") {
+		if m == nil || !slices.Contains(resources, m[1]) || (m[2] != "GET" && m[2] != "LIST") {
 			continue
 		}
 		v, err := strconv.ParseFloat(m[3], 64)

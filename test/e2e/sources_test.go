@@ -69,3 +69,36 @@ func TestSourcesFromInformers(t *testing.T) {
 	e.snapshot(t, ns, "fresh", true, "5Gi", "fast.csi.example.com", false)
 	expect(t, create(restoreYAML("f", "fresh", "1Gi")), 1, validateDenied, `must be at least 5Gi, the restoreSize of VolumeSnapshot "fresh"`)
 }
+
+// A clone of a known source is judged from the claim index and the volume
+// and class informers, read in place: its review costs the apiserver no read
+// of the claim, its volume or the class. A denial is confirmed live: the
+// three, once each.
+func TestClonesFromCaches(t *testing.T) {
+	e := newEnv(t, testenv.Options{})
+	ns := e.namespace(t)
+	e.source(t, ns, "src", sourceOpts{request: "5Gi", capacity: "5Gi"})
+	create := func(manifest string) testenv.Result {
+		return e.Kubectl(manifest, "create", "-n", ns, "--dry-run=server", "-f", "-")
+	}
+	reads := func() int { return readsOf(t, e, "persistentvolumeclaims", "persistentvolumes", "storageclasses") }
+	waitFor(t, "a clone of the source to cost no apiserver read", func() bool {
+		before := reads()
+		expect(t, create(cloneYAML("c", "src", "5Gi")), 0, "created", "!Warning")
+		return reads() == before
+	})
+	before := reads()
+	for i := range 5 {
+		expect(t, create(cloneYAML(fmt.Sprintf("c%d", i), "src", "5Gi")), 0, "created", "!Warning")
+	}
+	if got := reads() - before; got != 0 {
+		t.Errorf("5 clone reviews of a cached source cost %d apiserver reads; want 0", got)
+	}
+	before = reads()
+	for i := range 2 {
+		expect(t, create(cloneYAML(fmt.Sprintf("small%d", i), "src", "4Gi")), 1, validateDenied, "must be at least 5Gi")
+	}
+	if got := reads() - before; got != 6 {
+		t.Errorf("2 denied clones cost %d apiserver reads; want 6 (the source, its volume and the class, each confirmed once)", got)
+	}
+}
