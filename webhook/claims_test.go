@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -189,4 +190,41 @@ func TestClaimIndexSharesShapes(t *testing.T) {
 	if len(x.shapes) != 0 || len(x.strs) != 0 {
 		t.Errorf("after deleting every claim: %d shapes, %d strings pooled", len(x.shapes), len(x.strs))
 	}
+}
+
+// Lookups of claims of one shape share its fields: reviews judging them at
+// once must not race (run with -race), whatever the size's representation.
+func TestClaimsOfOneShapeJudgedConcurrently(t *testing.T) {
+	x := NewClaimIndex()
+	s := claimStore{x}
+	class := "fast"
+	for i, size := range []string{"5Gi", "123456789012345678901234567890"} { // an int64, and an inf.Dec
+		c := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("src%d", i), Namespace: "apps"},
+			Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: &class, VolumeName: "pv",
+				Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)}}},
+			Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound, Capacity: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)}}}
+		if err := s.Add(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				name := fmt.Sprintf("src%d", (g+i)%2)
+				src, ok := x.Claim("apps", name)
+				if !ok {
+					t.Errorf("%s not found", name)
+					return
+				}
+				clone := &corev1.PersistentVolumeClaimSpec{StorageClassName: &class, DataSource: &corev1.TypedLocalObjectReference{Kind: rules.KindClaim, Name: name},
+					Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}}
+				if f := rules.ValidateSource("apps", clone, rules.Facts{Complete: true, SourceClaim: src}); len(f) == 0 {
+					t.Errorf("a 1Gi clone of %s was not refused", name)
+				}
+				_ = src.Status.Capacity.Storage().String()
+			}
+		})
+	}
+	wg.Wait()
 }
