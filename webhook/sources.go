@@ -163,12 +163,8 @@ func (s *SourceInformers) Get(gvk schema.GroupVersionKind, key client.ObjectKey)
 	if key.Namespace != "" {
 		k = key.Namespace + "/" + key.Name
 	}
-	obj, ok, err := i.GetStore().GetByKey(k)
-	if err != nil || !ok {
-		return nil, false
-	}
-	u, ok := obj.(*unstructured.Unstructured)
-	return u, ok
+	u := stored[*unstructured.Unstructured](i.GetStore(), k)
+	return u, u != nil
 }
 
 // List returns every cached object of gvk (read-only), and false when its
@@ -181,14 +177,7 @@ func (s *SourceInformers) List(gvk schema.GroupVersionKind) ([]*unstructured.Uns
 	if i == nil {
 		return nil, false
 	}
-	objs := i.GetStore().List()
-	out := make([]*unstructured.Unstructured, 0, len(objs))
-	for _, o := range objs {
-		if u, ok := o.(*unstructured.Unstructured); ok {
-			out = append(out, u)
-		}
-	}
-	return out, true
+	return storedAll[*unstructured.Unstructured](i.GetStore()), true
 }
 
 func (s *SourceInformers) of(gvk schema.GroupVersionKind) *sourceKind {
