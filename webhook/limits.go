@@ -60,20 +60,29 @@ func (c *budgetContext) Value(key any) any {
 
 type deadlineKey struct{}
 
+// reviewDeadline is the deadline of the review ctx is judging, if it is
+// one's (see ReviewDeadline): the review's context has none of its own.
+func reviewDeadline(ctx context.Context) (time.Time, bool) {
+	d, ok := ctx.Value(deadlineKey{}).(*time.Time)
+	if !ok || d.IsZero() {
+		return time.Time{}, false
+	}
+	return *d, true
+}
+
 // withinReview bounds a call to the apiserver by the deadline of the review
-// ctx is judging (see ReviewDeadline); other contexts pass as they are.
+// ctx is judging; other contexts pass as they are.
 func withinReview(ctx context.Context) (context.Context, context.CancelFunc) {
-	if d, ok := ctx.Value(deadlineKey{}).(*time.Time); ok && !d.IsZero() {
-		return context.WithDeadline(ctx, *d)
+	if d, ok := reviewDeadline(ctx); ok {
+		return context.WithDeadline(ctx, d)
 	}
 	return ctx, func() {}
 }
 
-// pastDeadline reports whether the review ctx is judging has passed its
-// deadline: its context has none of its own (see ReviewDeadline).
+// pastDeadline reports whether the review ctx is judging has passed its deadline.
 func pastDeadline(ctx context.Context) bool {
-	d, ok := ctx.Value(deadlineKey{}).(*time.Time)
-	return ok && !d.IsZero() && !time.Now().Before(*d)
+	d, ok := reviewDeadline(ctx)
+	return ok && !time.Now().Before(d)
 }
 
 // LimitedReader reads the apiserver on behalf of reviews, at most a fixed
