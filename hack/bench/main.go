@@ -210,7 +210,8 @@ func run(ctx context.Context, o options) (err error) {
 				ok = false
 			}
 		}
-		if res.Direct = r.direct(ctx, urls, o); ok {
+		res.Direct = r.direct(ctx, urls, o)
+		if ok {
 			res.Direct.CPUs = split.String()
 			if err := split.undo(hooks...); err != nil {
 				return err
